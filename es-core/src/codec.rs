@@ -1,0 +1,186 @@
+//! Decoding stored payloads into events: upcasting and its errors.
+
+use std::error::Error as StdError;
+
+use serde_json::Value;
+
+use crate::event::Event;
+
+/// An upcaster could not migrate a payload.
+///
+/// Returned by user-written upcaster functions (`upcast(from = 1, with = my_fn)`); the runtime
+/// wraps it in [`DecodeError::Upcast`] with the event type and step.
+///
+/// ```
+/// use es_core::UpcastError;
+/// use serde_json::Value;
+///
+/// fn v1_to_v2(mut v: Value) -> Result<Value, UpcastError> {
+///     let obj = v.as_object_mut().ok_or_else(|| UpcastError::new("payload is not an object"))?;
+///     obj.insert("currency".into(), "EUR".into());
+///     Ok(v)
+/// }
+/// # assert!(v1_to_v2(Value::Null).is_err());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UpcastError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl UpcastError {
+    /// An upcast failure with a message saying what is wrong with the old payload.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The old payload lacks a field the upcaster needs.
+    pub fn missing_field(field: &str) -> Self {
+        Self::new(format!("the stored payload has no field `{field}`"))
+    }
+
+    /// An upcast failure caused by another error.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for UpcastError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::with_source("the payload does not have the shape this step expects", error)
+    }
+}
+
+/// A stored event could not be turned back into a typed event.
+///
+/// These errors know the event; the repository adds the stream and stream version.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The event type is not handled by this aggregate (under its name or an alias).
+    #[error(
+        "unknown event type `{event_type}`; this aggregate handles {known:?}; add a handler, or list the old name in `#[event(aliases(...))]`"
+    )]
+    UnknownEventType {
+        /// The stored event type.
+        event_type: String,
+        /// The names this aggregate knows.
+        known: &'static [&'static str],
+    },
+    /// The stored schema version is newer than the code: written by a later release.
+    #[error(
+        "event `{event_type}` is stored at schema version {stored}, newer than version {supported} this code knows; upgrade the reader"
+    )]
+    VersionTooNew {
+        /// The stored event type.
+        event_type: String,
+        /// The stored schema version.
+        stored: u32,
+        /// The newest version this code decodes.
+        supported: u32,
+    },
+    /// Schema versions start at 1.
+    #[error("event `{event_type}` is stored at schema version 0; schema versions start at 1")]
+    InvalidVersion {
+        /// The stored event type.
+        event_type: String,
+    },
+    /// An upcaster step failed.
+    #[error("upcasting event `{event_type}` from version {from} to {to} failed: {source}")]
+    Upcast {
+        /// The stored event type.
+        event_type: String,
+        /// The version the failing step starts from.
+        from: u32,
+        /// The version the failing step produces.
+        to: u32,
+        /// What the upcaster reported.
+        #[source]
+        source: UpcastError,
+    },
+    /// The payload does not deserialize into the event struct.
+    #[error(
+        "payload of event `{event_type}` (stored at schema version {stored_version}{upcast_note}) does not decode: {source}"
+    )]
+    Payload {
+        /// The stored event type.
+        event_type: String,
+        /// The stored schema version.
+        stored_version: u32,
+        /// `", after upcasting to version N"` when upcasters ran, else empty.
+        upcast_note: String,
+        /// serde's message.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DecodeError {
+    /// The stored event type this error is about.
+    pub fn event_type(&self) -> &str {
+        match self {
+            Self::UnknownEventType { event_type, .. }
+            | Self::VersionTooNew { event_type, .. }
+            | Self::InvalidVersion { event_type }
+            | Self::Upcast { event_type, .. }
+            | Self::Payload { event_type, .. } => event_type,
+        }
+    }
+}
+
+/// Decodes one stored payload as `E`, running its upcaster chain when the stored version is
+/// older than [`Event::VERSION`].
+///
+/// The current version takes the fast path: it deserializes straight from the borrowed
+/// payload, with no clone and no upcaster call.
+pub fn decode_event<E: Event>(
+    event_type: &str,
+    stored_version: u32,
+    payload: &Value,
+) -> Result<E, DecodeError> {
+    if stored_version == E::VERSION {
+        return E::deserialize(payload).map_err(|source| DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            stored_version,
+            upcast_note: String::new(),
+            source,
+        });
+    }
+    if stored_version > E::VERSION {
+        return Err(DecodeError::VersionTooNew {
+            event_type: event_type.to_owned(),
+            stored: stored_version,
+            supported: E::VERSION,
+        });
+    }
+    if stored_version == 0 {
+        return Err(DecodeError::InvalidVersion {
+            event_type: event_type.to_owned(),
+        });
+    }
+    let mut value = payload.clone();
+    for from in stored_version..E::VERSION {
+        value = E::upcast_step(from, value).map_err(|source| DecodeError::Upcast {
+            event_type: event_type.to_owned(),
+            from,
+            to: from + 1,
+            source,
+        })?;
+    }
+    E::deserialize(&value).map_err(|source| DecodeError::Payload {
+        event_type: event_type.to_owned(),
+        stored_version,
+        upcast_note: format!(", after upcasting to version {}", E::VERSION),
+        source,
+    })
+}

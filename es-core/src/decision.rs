@@ -1,0 +1,116 @@
+//! The load -> decide -> append cycle as pure functions, free of I/O.
+//!
+//! [`Repository`](crate::Repository) drives these against a blocking [`EventStore`]
+//! (crate::EventStore); an async driver can drive the very same functions against an async
+//! store. Nothing here reads a clock, a store or a socket.
+
+use crate::aggregate::Aggregate;
+use crate::envelope::{Metadata, NewEvent, RecordedEvent, StreamRef};
+use crate::error::Error;
+use crate::event::{EventEnum, IntoEvents};
+
+/// An aggregate's state and the stream version it reflects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Versioned<A> {
+    /// The state after applying every event up to `version`.
+    pub state: A,
+    /// The version of the last applied event (0: no event yet).
+    pub version: u64,
+}
+
+impl<A: Aggregate> Versioned<A> {
+    /// The initial state of a stream with no events.
+    pub fn initial() -> Self {
+        Self {
+            state: A::default(),
+            version: 0,
+        }
+    }
+
+    /// Decodes and applies stored events, which must continue this state's version without
+    /// a gap.
+    pub fn replay(&mut self, stream: StreamRef<'_>, records: &[RecordedEvent]) -> Result<(), Error> {
+        for record in records {
+            let event = self.decode_next(stream, record)?;
+            self.state.apply(&event);
+            self.version = record.stream_version;
+        }
+        Ok(())
+    }
+
+    /// Checks one stored event continues this state without a gap, then decodes it.
+    pub fn decode_next(
+        &self,
+        stream: StreamRef<'_>,
+        record: &RecordedEvent,
+    ) -> Result<A::Event, Error> {
+        let expected = self.version + 1;
+        if record.stream_version != expected {
+            return Err(Error::VersionGap {
+                stream: stream.to_key(),
+                expected,
+                found: record.stream_version,
+                event_type: record.event_type.clone(),
+            });
+        }
+        decode_record::<A::Event>(stream, record)
+    }
+}
+
+fn decode_record<Ev: EventEnum>(
+    stream: StreamRef<'_>,
+    record: &RecordedEvent,
+) -> Result<Ev, Error> {
+    Ev::from_stored(&record.event_type, record.schema_version, &record.payload).map_err(|source| {
+        Error::Decode {
+            stream: stream.to_key(),
+            version: record.stream_version,
+            source,
+        }
+    })
+}
+
+/// Runs a decision against the current state and collects the events it returns.
+pub fn decide<A, R, E, F>(
+    stream: StreamRef<'_>,
+    current: &Versioned<A>,
+    decision: F,
+) -> Result<Vec<A::Event>, Error<E>>
+where
+    A: Aggregate,
+    R: IntoEvents<A::Event>,
+    F: FnOnce(&A) -> Result<R, E>,
+{
+    match decision(&current.state) {
+        Ok(events) => Ok(events.into_events()),
+        Err(source) => Err(Error::Rejected {
+            stream: stream.to_key(),
+            version: current.version,
+            source,
+        }),
+    }
+}
+
+/// Encodes decided events as [`NewEvent`]s, each with a fresh id and a copy of `metadata`.
+pub fn encode<Ev: EventEnum>(
+    stream: StreamRef<'_>,
+    events: &[Ev],
+    metadata: &Metadata,
+) -> Result<Vec<NewEvent>, Error> {
+    events
+        .iter()
+        .map(|event| {
+            let payload = event.to_payload().map_err(|source| Error::Encode {
+                stream: stream.to_key(),
+                event_type: event.event_type(),
+                source,
+            })?;
+            Ok(NewEvent::new(
+                event.event_type(),
+                event.event_version(),
+                payload,
+                metadata.clone(),
+            ))
+        })
+        .collect()
+}

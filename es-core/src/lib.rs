@@ -1,0 +1,82 @@
+//! # es: event-sourced aggregates from plain Rust
+//!
+//! Write your domain as plain structs and methods; derive the rest.
+//!
+//! * [`#[derive(Event)]`](macro@Event) gives an event struct a stable stored name, a schema
+//!   version and, as the schema evolves, an upcaster chain checked at compile time.
+//! * [`#[applies]`](macro@applies) on an `impl` block turns each method into an event
+//!   handler and generates the aggregate's event enum, its `apply` dispatch (a plain
+//!   `match`) and its decoder.
+//! * [`#[derive(Aggregate)]`](macro@Aggregate) names the stored aggregate type and links the
+//!   struct to its handlers.
+//! * [`Repository`] loads an aggregate, runs a command (a closure returning events or a
+//!   domain error) and appends the events with optimistic concurrency, retrying on conflict.
+//! * [`EventStore`] is the storage contract; [`InMemoryStore`] implements it here, and the
+//!   `es-sqlite` and `es-postgres` crates implement it durably.
+//!
+//! ```
+//! use es_core::{Aggregate, Event, InMemoryStore, Repository, applies};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+//! struct AccountOpened { owner: String }
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+//! struct MoneyDeposited { amount: u64 }
+//!
+//! #[derive(Debug, Default, Aggregate)]
+//! struct BankAccount { owner: String, balance: u64, open: bool }
+//!
+//! #[applies]
+//! impl BankAccount {
+//!     fn opened(&mut self, e: &AccountOpened) { self.owner = e.owner.clone(); self.open = true; }
+//!     fn deposited(&mut self, e: &MoneyDeposited) { self.balance += e.amount; }
+//! }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("the account is closed")]
+//! struct Closed;
+//!
+//! impl BankAccount {
+//!     fn open(&self, owner: &str) -> Result<AccountOpened, Closed> {
+//!         Ok(AccountOpened { owner: owner.into() })
+//!     }
+//!     fn deposit(&self, amount: u64) -> Result<MoneyDeposited, Closed> {
+//!         if !self.open { return Err(Closed); }
+//!         Ok(MoneyDeposited { amount })
+//!     }
+//! }
+//!
+//! let repo = Repository::<BankAccount, _>::new(InMemoryStore::new());
+//! assert!(repo.execute("acc-1", |acc| acc.deposit(5)).unwrap_err().rejection().is_some());
+//! repo.execute("acc-1", |acc| acc.open("Alice"))?;
+//! repo.execute("acc-1", |acc| acc.deposit(50))?;
+//! let acc = repo.load("acc-1")?.expect("the stream exists");
+//! assert_eq!((acc.state.balance, acc.version), (50, 2));
+//! assert!(repo.load("acc-2")?.is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod aggregate;
+mod codec;
+pub mod decision;
+mod envelope;
+mod error;
+mod event;
+mod repository;
+mod store;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use aggregate::{Aggregate, EventHandlers};
+pub use codec::{DecodeError, UpcastError, decode_event};
+pub use envelope::{Metadata, NewEvent, RecordedEvent, StreamKey, StreamRef};
+pub use error::Error;
+pub use es_macros::{Aggregate, Event, applies};
+pub use event::{Event, EventEnum, IntoEvents};
+pub use repository::{DEFAULT_MAX_RETRIES, DecodedEvent, Executed, Repository};
+pub use store::{AppendOutcome, EventStore, ExpectedVersion, InMemoryStore, StoreError};
+pub use uuid::Uuid;

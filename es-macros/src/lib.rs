@@ -1,0 +1,156 @@
+//! Derive macros for [`es-core`](https://docs.rs/es-core). Depend on `es-core`, which
+//! re-exports them; this crate is its implementation detail.
+//!
+//! Every macro follows the same pipeline: parse the input into a small model, validate it
+//! (collecting every error, each spanned on the user's tokens), then generate code that
+//! names the runtime through absolute paths only.
+
+mod aggregate;
+mod applies;
+mod attr;
+mod ctxt;
+mod event;
+mod symbol;
+
+use proc_macro::TokenStream;
+
+/// Makes a struct (or enum) a stored event: a stable event-type name, a schema version,
+/// and an upcaster chain that migrates payloads stored at older versions.
+///
+/// The type must also implement `Serialize` and `Deserialize` (the payload is JSON).
+///
+/// | attribute | where | meaning |
+/// |---|---|---|
+/// | `name = "MoneyDeposited"` | `#[event(...)]` | stored event-type name; default: the type's name. Keep it stable once events are stored. ASCII letter first, then letters, digits, `_ - . :` |
+/// | `version = 3` | `#[event(...)]` | current schema version; default 1 |
+/// | `upcast(from = 1, with = path::to::f)` | `#[event(...)]`, repeatable | migrates a payload stored at version 1 to version 2 with `fn f(serde_json::Value) -> Result<serde_json::Value, UpcastError>` |
+/// | `upcast(from = 1, via = OldV1)` | `#[event(...)]`, repeatable | decodes a version-1 payload as `OldV1` and converts it with `From<OldV1>` into the next version's type: the `via` type of step 2, or the event itself when 2 is current |
+/// | `aliases("FundsAdded", ...)` | `#[event(...)]` | older names this event was stored under; read, never written |
+/// | `crate = "path"` | `#[event(...)]` | path to `es_core` if you renamed the dependency |
+///
+/// Checked at compile time: every version below `version` has exactly one step (no gap, no
+/// duplicate, no step from the current version or later); names and aliases are valid and
+/// distinct; `with` functions have the right type; no unions, no generics.
+///
+/// ```
+/// use es_core::{Event, UpcastError};
+/// use serde::{Deserialize, Serialize};
+/// use serde_json::Value;
+///
+/// // v1 stored {"amount": 10}; v2 added "currency"; v3 renamed "amount" to "cents".
+/// #[derive(Debug, Serialize, Deserialize, Event)]
+/// #[event(name = "MoneyDeposited", version = 3,
+///         upcast(from = 1, with = v1_to_v2),
+///         upcast(from = 2, with = v2_to_v3),
+///         aliases("FundsAdded"))]
+/// struct MoneyDeposited { cents: u64, currency: String }
+///
+/// fn v1_to_v2(mut v: Value) -> Result<Value, UpcastError> {
+///     v.as_object_mut().ok_or_else(|| UpcastError::new("not an object"))?
+///         .insert("currency".into(), "EUR".into());
+///     Ok(v)
+/// }
+/// fn v2_to_v3(mut v: Value) -> Result<Value, UpcastError> {
+///     let obj = v.as_object_mut().ok_or_else(|| UpcastError::new("not an object"))?;
+///     let amount = obj.remove("amount").ok_or_else(|| UpcastError::missing_field("amount"))?;
+///     obj.insert("cents".into(), amount);
+///     Ok(v)
+/// }
+///
+/// let e: MoneyDeposited = es_core::decode_event("FundsAdded", 1, &serde_json::json!({"amount": 10}))?;
+/// assert_eq!((e.cents, e.currency.as_str()), (10, "EUR"));
+/// # Ok::<(), es_core::DecodeError>(())
+/// ```
+///
+/// The hand-written equivalent of `#[derive(Event)] #[event(version = 2, upcast(from = 1, with = f))]`:
+///
+/// ```ignore
+/// impl es_core::Event for MoneyDeposited {
+///     const EVENT_TYPE: &'static str = "MoneyDeposited";
+///     const VERSION: u32 = 2;
+///     const ALIASES: &'static [&'static str] = &[];
+///     fn upcast_step(from: u32, payload: Value) -> Result<Value, UpcastError> {
+///         match from { 1 => f(payload), _ => Err(UpcastError::new("no step")) }
+///     }
+/// }
+/// ```
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    event::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Makes a struct an aggregate: names its stored aggregate type and links it to the event
+/// handlers of its `#[applies]` block.
+///
+/// The struct must implement `Default` (the state of a new stream) and have an
+/// `#[applies] impl` block; without one, compilation fails with "`X` has no event handlers".
+///
+/// | attribute | where | meaning |
+/// |---|---|---|
+/// | `name = "BankAccount"` | `#[aggregate(...)]` | stored aggregate type; default: the struct's name. Streams of different aggregate types never collide |
+/// | `crate = "path"` | `#[aggregate(...)]` | path to `es_core` if you renamed the dependency |
+///
+/// The hand-written equivalent:
+///
+/// ```ignore
+/// impl es_core::Aggregate for BankAccount {
+///     const AGGREGATE_TYPE: &'static str = "BankAccount";
+///     type Event = <BankAccount as es_core::EventHandlers>::Event; // BankAccountEvent
+///     fn apply(&mut self, event: &Self::Event) {
+///         <BankAccount as es_core::EventHandlers>::apply_event(self, event)
+///     }
+/// }
+/// ```
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    aggregate::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Turns an inherent impl block into the aggregate's event handlers: every method
+/// `fn name(&mut self, event: &SomeEvent)` applies one event type.
+///
+/// Generates, next to the block:
+/// * the event enum (default name `{Aggregate}Event`) with one variant per handler, named
+///   after the event type, deriving `Debug` and `Clone`;
+/// * `From<SomeEvent>` for the enum, and [`IntoEvents`] so decisions can return bare events;
+/// * `EventEnum` (stored name and version of each variant, JSON encoding, and decoding from
+///   a stored name or alias, running upcasters);
+/// * `EventHandlers`, whose `apply_event` is a single `match` calling your methods.
+///
+/// | attribute | where | meaning |
+/// |---|---|---|
+/// | `event_enum = AccountEvent` | `#[applies(...)]` | name of the generated enum; default `{Aggregate}Event` |
+/// | `vis = "pub(crate)"` | `#[applies(...)]` | visibility of the enum; default `pub` |
+/// | `derive(Debug, Clone, PartialEq)` | `#[applies(...)]` | derives on the enum, replacing the default `Debug, Clone` (`derive()` for none) |
+/// | `crate = "path"` | `#[applies(...)]` | path to `es_core` if you renamed the dependency |
+///
+/// Checked at compile time: handler signatures (`&mut self`, one `&Event` argument, no return
+/// value, not generic/async/const/unsafe); every argument type implements `Event`; no two
+/// handlers for one event; no two events of the aggregate share a stored name or alias.
+///
+/// The generated dispatch, written by hand:
+///
+/// ```ignore
+/// pub enum BankAccountEvent { AccountOpened(AccountOpened), MoneyDeposited(MoneyDeposited) }
+/// impl es_core::EventHandlers for BankAccount {
+///     type Event = BankAccountEvent;
+///     fn apply_event(&mut self, event: &BankAccountEvent) {
+///         match event {
+///             BankAccountEvent::AccountOpened(e) => self.opened(e),
+///             BankAccountEvent::MoneyDeposited(e) => self.deposited(e),
+///         }
+///     }
+/// }
+/// ```
+///
+/// [`IntoEvents`]: https://docs.rs/es-core/latest/es_core/trait.IntoEvents.html
+#[proc_macro_attribute]
+pub fn applies(args: TokenStream, item: TokenStream) -> TokenStream {
+    applies::expand(args.into(), item.into()).into()
+}

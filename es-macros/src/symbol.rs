@@ -1,0 +1,22 @@
+//! Every attribute keyword the macros accept, in one place.
+
+pub const EVENT: &str = "event";
+pub const AGGREGATE: &str = "aggregate";
+
+pub const NAME: &str = "name";
+pub const VERSION: &str = "version";
+pub const UPCAST: &str = "upcast";
+pub const FROM: &str = "from";
+pub const WITH: &str = "with";
+pub const VIA: &str = "via";
+pub const ALIASES: &str = "aliases";
+pub const CRATE: &str = "crate";
+
+pub const EVENT_ENUM: &str = "event_enum";
+pub const VIS: &str = "vis";
+pub const DERIVE: &str = "derive";
+
+pub const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST, ALIASES, CRATE];
+pub const UPCAST_KEYS: &[&str] = &[FROM, WITH, VIA];
+pub const AGGREGATE_KEYS: &[&str] = &[NAME, CRATE];
+pub const APPLIES_KEYS: &[&str] = &[EVENT_ENUM, VIS, DERIVE, CRATE];
