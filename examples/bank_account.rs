@@ -1,0 +1,212 @@
+//! A bank account kept in a durable store: run it twice and the second run shows the
+//! history the first one recorded.
+//!
+//! ```text
+//! cargo run --example bank_account                      # SQLite file ./bank_account.db
+//! cargo run --example bank_account -- --db /tmp/x.db    # another SQLite file
+//! ES_POSTGRES_URL=postgres://... cargo run --example bank_account -- --postgres
+//! ```
+
+use std::time::UNIX_EPOCH;
+
+use es_core::{
+    Aggregate, Event, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamRef,
+    UpcastError, applies,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+struct AccountOpened {
+    owner: String,
+}
+
+/// Version 1 (stored as `FundsAdded` by an older release) had no currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(name = "MoneyDeposited", version = 2,
+        upcast(from = 1, with = deposit_v1_to_v2),
+        aliases("FundsAdded"))]
+struct MoneyDeposited {
+    amount: u64,
+    currency: String,
+}
+
+fn deposit_v1_to_v2(mut payload: Value) -> Result<Value, UpcastError> {
+    payload
+        .as_object_mut()
+        .ok_or_else(|| UpcastError::new("payload is not an object"))?
+        .insert("currency".into(), "EUR".into());
+    Ok(payload)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+struct MoneyWithdrawn {
+    amount: u64,
+}
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(name = "BankAccount")]
+struct BankAccount {
+    owner: String,
+    balance: u64,
+    open: bool,
+}
+
+#[applies]
+impl BankAccount {
+    fn opened(&mut self, e: &AccountOpened) {
+        self.owner.clone_from(&e.owner);
+        self.open = true;
+    }
+    fn deposited(&mut self, e: &MoneyDeposited) {
+        self.balance += e.amount;
+    }
+    fn withdrawn(&mut self, e: &MoneyWithdrawn) {
+        self.balance -= e.amount;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BankError {
+    #[error("the account is already open")]
+    AlreadyOpen,
+    #[error("the account is not open")]
+    NotOpen,
+    #[error("insufficient funds: balance {balance}, requested {requested}")]
+    InsufficientFunds { balance: u64, requested: u64 },
+}
+
+impl BankAccount {
+    fn open(&self, owner: &str) -> Result<AccountOpened, BankError> {
+        if self.open {
+            return Err(BankError::AlreadyOpen);
+        }
+        Ok(AccountOpened {
+            owner: owner.into(),
+        })
+    }
+
+    fn deposit(&self, amount: u64) -> Result<MoneyDeposited, BankError> {
+        if !self.open {
+            return Err(BankError::NotOpen);
+        }
+        Ok(MoneyDeposited {
+            amount,
+            currency: "EUR".into(),
+        })
+    }
+
+    fn withdraw(&self, amount: u64) -> Result<MoneyWithdrawn, BankError> {
+        if !self.open {
+            return Err(BankError::NotOpen);
+        }
+        if amount > self.balance {
+            return Err(BankError::InsufficientFunds {
+                balance: self.balance,
+                requested: amount,
+            });
+        }
+        Ok(MoneyWithdrawn { amount })
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut db = String::from("bank_account.db");
+    let mut postgres = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--postgres" => postgres = true,
+            "--db" => db = args.next().ok_or("--db needs a path")?,
+            other => return Err(format!("unknown argument `{other}`; use --db PATH or --postgres").into()),
+        }
+    }
+    if postgres {
+        let url = std::env::var("ES_POSTGRES_URL")
+            .map_err(|_| "--postgres needs ES_POSTGRES_URL, e.g. postgres://es:es@127.0.0.1/es")?;
+        println!("store: PostgreSQL at {url}");
+        run(es_postgres::PostgresStore::connect(&url)?)
+    } else {
+        println!("store: SQLite file {db}");
+        run(es_sqlite::SqliteStore::open(&db)?)
+    }
+}
+
+fn run<S: EventStore + Clone>(store: S) -> Result<(), Box<dyn std::error::Error>> {
+    let repo = Repository::<BankAccount, _>::new(store.clone());
+    let request = Metadata::new()
+        .with_correlation_id(format!("run-{}", now_secs()))
+        .with_entry("example", "bank_account");
+
+    match repo.load("acc-1")? {
+        None => {
+            println!("acc-1 is new: opening it");
+            repo.execute_with("acc-1", &request, |acc| acc.open("Alice"))?;
+        }
+        Some(acc) => println!(
+            "acc-1 exists from an earlier run: {} has {} at version {}",
+            acc.state.owner, acc.state.balance, acc.version
+        ),
+    }
+    repo.execute_with("acc-1", &request, |acc| acc.deposit(100))?;
+    repo.execute_with("acc-1", &request, |acc| acc.withdraw(30))?;
+
+    // Rejected commands append nothing and say why.
+    for result in [
+        repo.execute_with("acc-1", &request, |acc| acc.withdraw(1_000_000)),
+        repo.execute_with("acc-1", &request, |acc| acc.open("Mallory")),
+        repo.execute_with("acc-2", &request, |acc| acc.withdraw(1)),
+    ] {
+        if let Err(error) = result {
+            println!("rejected: {error}");
+        }
+    }
+
+    let acc = repo.load("acc-1")?.ok_or("acc-1 was opened above")?;
+    println!(
+        "acc-1: owner {}, balance {}, version {}",
+        acc.state.owner, acc.state.balance, acc.version
+    );
+    println!("history of acc-1:");
+    for entry in repo.history("acc-1")? {
+        let r = &entry.record;
+        println!(
+            "  v{:<3} #{:<4} {:<15} (schema v{}) at {}s, correlation {}: {:?}",
+            r.stream_version,
+            r.global_position,
+            r.event_type,
+            r.schema_version,
+            r.recorded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            r.metadata.correlation_id.as_deref().unwrap_or("-"),
+            entry.event
+        );
+    }
+
+    // An account written by an older release: the deposit was stored as `FundsAdded` v1,
+    // without a currency. It reads back as today's `MoneyDeposited` v2.
+    let legacy = StreamRef::new(BankAccount::AGGREGATE_TYPE, "acc-legacy");
+    if store.stream_version(legacy)? == 0 {
+        store.append(
+            legacy,
+            ExpectedVersion::NoStream,
+            &[
+                NewEvent::new("AccountOpened", 1, json!({"owner": "Grace"}), Metadata::new()),
+                NewEvent::new("FundsAdded", 1, json!({"amount": 250}), Metadata::new()),
+            ],
+        )?;
+    }
+    println!("acc-legacy, stored by an older release:");
+    for entry in repo.history("acc-legacy")? {
+        println!(
+            "  stored as {} v{} {} -> read as {:?}",
+            entry.record.event_type, entry.record.schema_version, entry.record.payload, entry.event
+        );
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
