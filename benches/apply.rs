@@ -77,8 +77,12 @@ const EVENTS: usize = 10_000;
 fn events() -> (Vec<AccountEvent>, Vec<HandEvent>) {
     let mut generated = Vec::with_capacity(EVENTS);
     let mut hand = Vec::with_capacity(EVENTS);
-    generated.push(AccountEvent::from(Opened { owner: "Alice".into() }));
-    hand.push(HandEvent::Opened(Opened { owner: "Alice".into() }));
+    generated.push(AccountEvent::from(Opened {
+        owner: "Alice".into(),
+    }));
+    hand.push(HandEvent::Opened(Opened {
+        owner: "Alice".into(),
+    }));
     for i in 1..EVENTS as u64 {
         // A mix that defeats a branch predictor keyed on a fixed pattern.
         match (i * 7919) % 10 {

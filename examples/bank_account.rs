@@ -118,7 +118,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--postgres" => postgres = true,
             "--db" => db = args.next().ok_or("--db needs a path")?,
-            other => return Err(format!("unknown argument `{other}`; use --db PATH or --postgres").into()),
+            other => {
+                return Err(
+                    format!("unknown argument `{other}`; use --db PATH or --postgres").into(),
+                );
+            }
         }
     }
     if postgres {
@@ -176,7 +180,9 @@ fn run<S: EventStore + Clone>(store: S) -> Result<(), Box<dyn std::error::Error>
             r.global_position,
             r.event_type,
             r.schema_version,
-            r.recorded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            r.recorded_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             r.metadata.correlation_id.as_deref().unwrap_or("-"),
             entry.event
         );
@@ -190,7 +196,12 @@ fn run<S: EventStore + Clone>(store: S) -> Result<(), Box<dyn std::error::Error>
             legacy,
             ExpectedVersion::NoStream,
             &[
-                NewEvent::new("AccountOpened", 1, json!({"owner": "Grace"}), Metadata::new()),
+                NewEvent::new(
+                    "AccountOpened",
+                    1,
+                    json!({"owner": "Grace"}),
+                    Metadata::new(),
+                ),
                 NewEvent::new("FundsAdded", 1, json!({"amount": 250}), Metadata::new()),
             ],
         )?;

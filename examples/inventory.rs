@@ -87,7 +87,10 @@ impl Inventory {
 
     /// Moves stock in bulk: several events from one decision.
     fn restock(&self, items: &[(&str, u32)]) -> Result<Vec<ItemsAdded>, InventoryError> {
-        items.iter().map(|&(item, count)| self.add(item, count)).collect()
+        items
+            .iter()
+            .map(|&(item, count)| self.add(item, count))
+            .collect()
     }
 }
 
@@ -95,7 +98,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = InMemoryStore::new();
     let repo = Repository::<Inventory, _>::new(store.clone());
 
-    repo.execute("north", |inv| inv.restock(&[("bolt", 100), ("nut", 250), ("gear", 4)]))?;
+    repo.execute("north", |inv| {
+        inv.restock(&[("bolt", 100), ("nut", 250), ("gear", 4)])
+    })?;
     repo.execute("south", |inv| inv.add("bolt", 20))?;
     repo.execute("north", |inv| inv.remove("gear", 3))?;
     repo.execute("north", |inv| inv.remove("gear", 1))?;

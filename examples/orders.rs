@@ -118,7 +118,12 @@ impl Order {
         }
     }
 
-    fn add_item(&self, sku: &str, quantity: u32, unit_price_cents: u64) -> Result<ItemAdded, OrderError> {
+    fn add_item(
+        &self,
+        sku: &str,
+        quantity: u32,
+        unit_price_cents: u64,
+    ) -> Result<ItemAdded, OrderError> {
         self.ensure_open()?;
         if quantity == 0 {
             return Err(OrderError::ZeroQuantity);
@@ -199,7 +204,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(repo.execute("order-2", Order::submit));
     repo.execute("order-2", |o| o.cancel("out of stock"))?;
     let again = repo.execute("order-2", |o| o.cancel("again"))?;
-    println!("cancelling order-2 again recorded {} events", again.events.len());
+    println!(
+        "cancelling order-2 again recorded {} events",
+        again.events.len()
+    );
 
     for id in ["order-1", "order-2"] {
         println!("\nhistory of {id}:");

@@ -58,7 +58,10 @@ impl UpcastError {
 
 impl From<serde_json::Error> for UpcastError {
     fn from(error: serde_json::Error) -> Self {
-        Self::with_source("the payload does not have the shape this step expects", error)
+        Self::with_source(
+            "the payload does not have the shape this step expects",
+            error,
+        )
     }
 }
 

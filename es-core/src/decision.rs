@@ -29,7 +29,11 @@ impl<A: Aggregate> Versioned<A> {
 
     /// Decodes and applies stored events, which must continue this state's version without
     /// a gap.
-    pub fn replay(&mut self, stream: StreamRef<'_>, records: &[RecordedEvent]) -> Result<(), Error> {
+    pub fn replay(
+        &mut self,
+        stream: StreamRef<'_>,
+        records: &[RecordedEvent],
+    ) -> Result<(), Error> {
         for record in records {
             let event = self.decode_next(stream, record)?;
             self.state.apply(&event);

@@ -145,8 +145,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     attempts,
                 });
             }
-            let new_events =
-                decision::encode(stream, &events, metadata).map_err(Error::widen)?;
+            let new_events = decision::encode(stream, &events, metadata).map_err(Error::widen)?;
             let expected = ExpectedVersion::from_version(current.version);
             match self.store.append(stream, expected, &new_events) {
                 Ok(outcome) => {

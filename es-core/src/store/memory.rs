@@ -139,13 +139,7 @@ impl EventStore for InMemoryStore {
     fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        Ok(log
-            .events
-            .iter()
-            .skip(start)
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(log.events.iter().skip(start).take(limit).cloned().collect())
     }
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
