@@ -8,15 +8,44 @@ pub use crate::codec::{DecodeError, UpcastError, decode_event};
 /// The signature every `upcast(with = ...)` function must have.
 pub type UpcastFn = fn(Value) -> Result<Value, UpcastError>;
 
-/// Runs one typed upcast step: decode the payload as `Old`, convert it to `New` with
-/// `From`, and encode it again for the next step.
-pub fn upcast_via<Old, New>(payload: Value) -> Result<Value, UpcastError>
-where
-    Old: serde::de::DeserializeOwned,
-    New: From<Old> + serde::Serialize,
-{
-    let old = Old::deserialize(&payload)?;
-    Ok(serde_json::to_value(New::from(old))?)
+/// The older type named by `upcast(via = Old)`: a typed step decodes the stored payload as
+/// it. A trait (not a function bound) so that a type without `Deserialize` gets this message,
+/// spanned on the `via` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `via` upcast type: it does not implement `Deserialize`",
+    label = "`via` types are decoded from the stored payload",
+    note = "add `#[derive(Deserialize)]` to `{Self}`"
+)]
+pub trait ViaSource: Sized {
+    /// Decodes a stored payload as this older type.
+    fn decode_via(payload: Value) -> Result<Self, UpcastError>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::de::DeserializeOwned> ViaSource for T {
+    #[inline]
+    fn decode_via(payload: Value) -> Result<Self, UpcastError> {
+        Ok(T::deserialize(payload)?)
+    }
+}
+
+/// The conversion of a typed `upcast(via = Old)` step into the next version's type.
+#[diagnostic::on_unimplemented(
+    message = "`upcast(via = {Old})` needs `impl From<{Old}> for {Self}`",
+    label = "no `From<{Old}>` for `{Self}`",
+    note = "a `via` step decodes the stored payload as `{Old}` and converts it with `From` into the next version's type, `{Self}`"
+)]
+pub trait UpcastFrom<Old>: Sized {
+    /// Converts the older shape into this one.
+    fn upcast_from(old: Old) -> Self;
+}
+
+#[diagnostic::do_not_recommend]
+impl<Old, New: From<Old>> UpcastFrom<Old> for New {
+    #[inline]
+    fn upcast_from(old: Old) -> Self {
+        New::from(old)
+    }
 }
 
 /// `a == b` for string slices, in const context.
@@ -35,25 +64,38 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// Whether two events share a stored name (their event type or any alias), in const
-/// context; `#[applies]` asserts this is false for every pair of its events.
-pub const fn names_overlap(
-    a_type: &str,
-    a_aliases: &[&str],
-    b_type: &str,
-    b_aliases: &[&str],
-) -> bool {
-    if str_eq(a_type, b_type) || contains(b_aliases, a_type) || contains(a_aliases, b_type) {
-        return true;
+/// `name_clash`: the two events' stored names are distinct.
+pub const NO_CLASH: u8 = 0;
+/// `name_clash`: both events have the same event type.
+pub const SAME_NAME: u8 = 1;
+/// `name_clash`: an alias of the first event is the event type of the second.
+pub const FIRST_ALIAS_IS_SECOND_NAME: u8 = 2;
+/// `name_clash`: an alias of the second event is the event type of the first.
+pub const SECOND_ALIAS_IS_FIRST_NAME: u8 = 3;
+/// `name_clash`: the events share an alias.
+pub const SHARED_ALIAS: u8 = 4;
+
+/// How two events' stored names (event type and aliases) clash, in const context: one of
+/// the codes above. `#[applies]` turns every code but [`NO_CLASH`] into a compile error
+/// naming both events.
+pub const fn name_clash(a_type: &str, a_aliases: &[&str], b_type: &str, b_aliases: &[&str]) -> u8 {
+    if str_eq(a_type, b_type) {
+        return SAME_NAME;
+    }
+    if contains(a_aliases, b_type) {
+        return FIRST_ALIAS_IS_SECOND_NAME;
+    }
+    if contains(b_aliases, a_type) {
+        return SECOND_ALIAS_IS_FIRST_NAME;
     }
     let mut i = 0;
     while i < a_aliases.len() {
         if contains(b_aliases, a_aliases[i]) {
-            return true;
+            return SHARED_ALIAS;
         }
         i += 1;
     }
-    false
+    NO_CLASH
 }
 
 const fn contains(names: &[&str], name: &str) -> bool {

@@ -1,34 +1,67 @@
 //! `#[derive(Aggregate)]`: the stored aggregate type and the link to its `#[applies]` block.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::quote;
 use syn::spanned::Spanned;
 
 use crate::attr::{self, Once};
 use crate::ctxt::Ctxt;
 use crate::symbol::*;
 
+/// The parsed `#[aggregate(...)]` attributes.
+struct AggregateAttrs {
+    name: Option<syn::LitStr>,
+    krate: syn::Path,
+}
+
 pub fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     let mut cx = Ctxt::new();
+    check_shape(&mut cx, input);
+    let attrs = parse_attrs(&mut cx, input);
+    cx.check()?;
+    Ok(generate(input, &attrs))
+}
+
+/// What to emit next to the errors when [`expand`] fails: the `Aggregate` impl under the
+/// default name, so code using the aggregate does not add "`X` is not an aggregate" to the
+/// real error.
+pub fn fallback(input: &syn::DeriveInput) -> TokenStream {
+    let mut cx = Ctxt::new();
+    check_shape(&mut cx, input);
+    if cx.has_errors() {
+        return TokenStream::new();
+    }
+    let mut attrs = parse_attrs(&mut cx, input);
+    attrs.name = None;
+    generate(input, &attrs)
+}
+
+fn check_shape(cx: &mut Ctxt, input: &syn::DeriveInput) {
     if let syn::Data::Union(data) = &input.data {
         cx.error_spanned_by(
-            &data.union_token,
+            data.union_token,
             "`#[derive(Aggregate)]` does not support unions: use a struct (or an enum for a state machine)",
         );
     }
-    attr::reject_generics(&mut cx, &input.generics, "aggregate");
+    attr::reject_generics(cx, &input.generics, "aggregates", "an aggregate");
+}
 
+fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> AggregateAttrs {
     let mut name = Once::new(NAME);
     let mut krate = Once::new(CRATE);
     for attribute in input.attrs.iter().filter(|a| a.path().is_ident(AGGREGATE)) {
         let result = attribute.parse_nested_meta(|meta| {
             let span = meta.path.span();
             if meta.path.is_ident(NAME) {
-                name.set(&mut cx, span, attr::parse_stored_name(&meta, "an aggregate name")?);
+                if let Some(lit) = attr::parse_stored_name(cx, &meta, "an aggregate name")? {
+                    name.set(cx, span, lit);
+                }
             } else if meta.path.is_ident(CRATE) {
-                krate.set(&mut cx, span, attr::parse_crate_path(&meta)?);
+                if let Some(path) = attr::parse_crate_path(cx, &meta)? {
+                    krate.set(cx, span, path);
+                }
             } else {
-                return Err(attr::unknown_key(&meta, AGGREGATE, AGGREGATE_KEYS));
+                attr::unknown_key(cx, &meta, "#[aggregate(...)]", AGGREGATE_KEYS)?;
             }
             Ok(())
         });
@@ -36,27 +69,42 @@ pub fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
             cx.syn_error(error);
         }
     }
-    cx.check()?;
+    AggregateAttrs {
+        name: name.get().map(|s| s.value),
+        krate: krate
+            .get()
+            .map_or_else(attr::default_crate_path, |s| s.value),
+    }
+}
 
+fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
     let ident = &input.ident;
-    let name = name
-        .get()
-        .map_or_else(|| ident.to_string(), |lit| lit.value.value());
-    let krate = krate.get().map_or_else(attr::default_crate_path, |s| s.value);
-    // Spanned on the struct's name, so a missing `#[applies]` block is reported there.
-    let handlers = quote_spanned!(ident.span()=> <#ident as #krate::EventHandlers>);
-    Ok(quote! {
-        #[doc(hidden)]
-        const _: () = {
-            #[automatically_derived]
+    let krate = &attrs.krate;
+    let name = attrs
+        .name
+        .as_ref()
+        .map_or_else(|| ident.to_string(), syn::LitStr::value);
+    // The impl is spanned on the struct's name: a missing `#[applies]` block or `Default`
+    // is reported there, once, instead of on the derive and again on the name.
+    let handlers = quote!(<#ident as #krate::EventHandlers>);
+    let aggregate_impl = attr::respan(
+        quote! {
             impl #krate::Aggregate for #ident {
                 const AGGREGATE_TYPE: &'static str = #name;
                 type Event = #handlers::Event;
                 #[inline]
-                fn apply(&mut self, event: &Self::Event) {
-                    #handlers::apply_event(self, event);
+                fn apply(&mut self, __es_event: &Self::Event) {
+                    #handlers::apply_event(self, __es_event);
                 }
             }
+        },
+        ident.span(),
+    );
+    quote! {
+        #[doc(hidden)]
+        const _: () = {
+            #[automatically_derived]
+            #aggregate_impl
         };
-    })
+    }
 }

@@ -12,7 +12,8 @@ use crate::symbol::*;
 /// The `#[applies(...)]` arguments.
 struct AppliesArgs {
     event_enum: Option<syn::Ident>,
-    vis: Option<syn::Visibility>,
+    /// The visibility and the span of its string.
+    vis: Option<(syn::Visibility, Span)>,
     derives: Option<Vec<syn::Path>>,
     krate: syn::Path,
 }
@@ -28,67 +29,105 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let item_impl = match syn::parse2::<syn::ItemImpl>(item.clone()) {
         Ok(item_impl) => item_impl,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "`#[applies]` goes on an inherent impl block: `#[applies] impl MyAggregate { fn on_x(&mut self, e: &X) { ... } }`",
-            );
-            let error = error.into_compile_error();
+            let error = not_an_impl(&item).into_compile_error();
             return quote!(#item #error);
         }
     };
     match expand_impl(args, &item_impl) {
         Ok(tokens) => tokens,
         Err((error, fallback)) => {
-            // Keep the user's impl (so IDEs and other code keep working) plus a stub link,
-            // so the one real error is not buried under "has no event handlers".
             let error = error.into_compile_error();
-            quote!(#item_impl #fallback #error)
+            quote!(#fallback #error)
         }
     }
 }
 
+/// The error for `#[applies]` on something other than an impl block, spanned on the item's
+/// keyword and name.
+fn not_an_impl(item: &TokenStream) -> syn::Error {
+    fn head(keyword: impl quote::ToTokens, ident: &syn::Ident) -> TokenStream {
+        quote!(#keyword #ident)
+    }
+    let (head, name) = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Struct(s)) => (head(s.struct_token, &s.ident), s.ident.to_string()),
+        Ok(syn::Item::Enum(e)) => (head(e.enum_token, &e.ident), e.ident.to_string()),
+        Ok(syn::Item::Union(u)) => (head(u.union_token, &u.ident), u.ident.to_string()),
+        Ok(syn::Item::Fn(f)) => (head(f.sig.fn_token, &f.sig.ident), String::new()),
+        Ok(syn::Item::Mod(m)) => (head(m.mod_token, &m.ident), String::new()),
+        Ok(syn::Item::Trait(t)) => (head(t.trait_token, &t.ident), String::new()),
+        _ => (item.clone(), String::new()),
+    };
+    let name = if name.is_empty() {
+        "MyAggregate".to_owned()
+    } else {
+        name
+    };
+    let message = format!(
+        "`#[applies]` goes on the aggregate's inherent impl block: `#[applies] impl {name} {{ fn on_x(&mut self, event: &X) {{ ... }} }}`"
+    );
+    if head.is_empty() {
+        syn::Error::new(Span::call_site(), message)
+    } else {
+        syn::Error::new_spanned(head, message)
+    }
+}
+
+/// `Ok` with the generated code, or `Err` with every error and the code to emit next to
+/// them: the user's impl plus as much of the generated code as is valid, so the errors are
+/// not followed by "has no event handlers" or "not an event of this aggregate".
 fn expand_impl(
     args: TokenStream,
     item: &syn::ItemImpl,
 ) -> Result<TokenStream, (syn::Error, TokenStream)> {
     let mut cx = Ctxt::new();
     let args = parse_args(&mut cx, args);
-    let self_ident = self_ident(&mut cx, item);
+    let generic = attr::reject_generics(&mut cx, &item.generics, "aggregates", "an aggregate");
+    let self_ident = self_ident(&mut cx, item, generic);
     if let Some((_, path, _)) = &item.trait_ {
         cx.error_spanned_by(
             path,
             "`#[applies]` goes on an inherent impl block (`impl MyAggregate { ... }`), not a trait impl",
         );
     }
-    attr::reject_generics(&mut cx, &item.generics, "aggregate");
     if let Some(unsafety) = &item.unsafety {
         cx.error_spanned_by(unsafety, "an `#[applies]` block cannot be `unsafe`");
     }
     let handlers = parse_handlers(&mut cx, item);
 
-    let fallback = self_ident
-        .map(|ident| {
+    let Err(error) = cx.check() else {
+        return match self_ident {
+            Some(self_ident) => Ok(generate(item, self_ident, &args, &handlers)),
+            // self_ident records an error whenever it returns None.
+            None => Err((
+                syn::Error::new(Span::call_site(), "invalid self type"),
+                quote!(#item),
+            )),
+        };
+    };
+    let fallback = match self_ident {
+        Some(self_ident) if item.trait_.is_none() && !handlers.is_empty() => {
+            generate(item, self_ident, &args, &handlers)
+        }
+        Some(self_ident) => {
             let krate = &args.krate;
             quote! {
+                #item
+
                 #[doc(hidden)]
                 const _: () = {
                     #[automatically_derived]
-                    impl #krate::EventHandlers for #ident {
+                    impl #krate::EventHandlers for #self_ident {
                         type Event = #krate::__private::NoEvents;
-                        fn apply_event(&mut self, event: &Self::Event) { match *event {} }
+                        fn apply_event(&mut self, event: &Self::Event) {
+                            match *event {}
+                        }
                     }
                 };
             }
-        })
-        .unwrap_or_default();
-    if let Err(error) = cx.check() {
-        return Err((error, fallback));
-    }
-    let Some(self_ident) = self_ident else {
-        // self_ident records an error whenever it returns None.
-        return Err((syn::Error::new(Span::call_site(), "invalid self type"), fallback));
+        }
+        None => quote!(#item),
     };
-    Ok(generate(item, self_ident, &args, &handlers))
+    Err((error, fallback))
 }
 
 fn parse_args(cx: &mut Ctxt, args: TokenStream) -> AppliesArgs {
@@ -102,19 +141,29 @@ fn parse_args(cx: &mut Ctxt, args: TokenStream) -> AppliesArgs {
             event_enum.set(cx, span, meta.value()?.parse::<syn::Ident>()?);
         } else if meta.path.is_ident(VIS) {
             let lit: syn::LitStr = meta.value()?.parse()?;
-            let parsed = lit.parse::<syn::Visibility>().map_err(|_| {
-                syn::Error::new(lit.span(), "expected a visibility such as \"pub\" or \"pub(crate)\"")
-            })?;
-            vis.set(cx, span, parsed);
+            match lit.parse::<syn::Visibility>() {
+                Ok(parsed) => {
+                    vis.set(cx, span, (parsed, lit.span()));
+                }
+                Err(_) => cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "`{}` is not a visibility; write one such as \"pub\" or \"pub(crate)\"",
+                        lit.value()
+                    ),
+                ),
+            }
         } else if meta.path.is_ident(DERIVE) {
             let content;
             syn::parenthesized!(content in meta.input);
             let list = content.parse_terminated(syn::Path::parse_mod_style, syn::Token![,])?;
             derives.set(cx, span, list.into_iter().collect());
         } else if meta.path.is_ident(CRATE) {
-            krate.set(cx, span, attr::parse_crate_path(&meta)?);
+            if let Some(path) = attr::parse_crate_path(cx, &meta)? {
+                krate.set(cx, span, path);
+            }
         } else {
-            return Err(attr::unknown_key(&meta, "applies", APPLIES_KEYS));
+            attr::unknown_key(cx, &meta, "#[applies(...)]", APPLIES_KEYS)?;
         }
         Ok(())
     });
@@ -125,16 +174,23 @@ fn parse_args(cx: &mut Ctxt, args: TokenStream) -> AppliesArgs {
         event_enum: event_enum.get().map(|s| s.value),
         vis: vis.get().map(|s| s.value),
         derives: derives.get().map(|s| s.value),
-        krate: krate.get().map_or_else(attr::default_crate_path, |s| s.value),
+        krate: krate
+            .get()
+            .map_or_else(attr::default_crate_path, |s| s.value),
     }
 }
 
-/// The aggregate's name: the impl's self type must be a plain path.
-fn self_ident<'a>(cx: &mut Ctxt, item: &'a syn::ItemImpl) -> Option<&'a syn::Ident> {
+/// The aggregate's name: the impl's self type must be a plain path. `generic` says the
+/// impl's generics were already reported.
+fn self_ident<'a>(cx: &mut Ctxt, item: &'a syn::ItemImpl, generic: bool) -> Option<&'a syn::Ident> {
     if let syn::Type::Path(syn::TypePath { qself: None, path }) = &*item.self_ty {
         if let Some(last) = path.segments.last() {
             if last.arguments.is_empty() {
                 return Some(&last.ident);
+            }
+            if generic {
+                // `impl<T> Account<T>`: one error, on the `<T>`, is enough.
+                return None;
             }
         }
     }
@@ -194,54 +250,77 @@ const SIGNATURE_HINT: &str = "an event handler looks like `fn name(&mut self, ev
 
 fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handler<'a>> {
     let sig = &method.sig;
-    let mut ok = true;
-    let mut fail = |cx: &mut Ctxt, tokens: &dyn quote::ToTokens, message: String| {
-        cx.error_spanned_by(tokens, message);
-        ok = false;
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let mut fail = |tokens: &dyn quote::ToTokens, message: &str| {
+        errors.push(syn::Error::new_spanned(
+            tokens,
+            format!("{message}; {SIGNATURE_HINT}"),
+        ));
     };
     if let Some(token) = &sig.asyncness {
-        fail(cx, token, format!("event handlers cannot be `async`; {SIGNATURE_HINT}"));
+        fail(token, "event handlers cannot be `async`");
     }
     if let Some(token) = &sig.constness {
-        fail(cx, token, format!("event handlers cannot be `const`; {SIGNATURE_HINT}"));
+        fail(token, "event handlers cannot be `const`");
     }
     if let Some(token) = &sig.unsafety {
-        fail(cx, token, format!("event handlers cannot be `unsafe`; {SIGNATURE_HINT}"));
+        fail(token, "event handlers cannot be `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        fail(abi, "event handlers cannot be `extern`");
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        fail(cx, &sig.generics, format!("event handlers cannot be generic; {SIGNATURE_HINT}"));
+        fail(&sig.generics, "event handlers cannot be generic");
     }
     if let syn::ReturnType::Type(_, ty) = &sig.output {
         let unit = matches!(&**ty, syn::Type::Tuple(t) if t.elems.is_empty());
         if !unit {
-            fail(cx, ty, format!(
-                "event handlers return nothing: applying an event cannot fail, validate in the command instead; {SIGNATURE_HINT}"
-            ));
+            fail(
+                ty,
+                "event handlers return nothing: applying an event cannot fail, validate in the command instead",
+            );
         }
     }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
-        Some(syn::FnArg::Receiver(receiver))
-            if receiver.reference.is_some()
-                && receiver.mutability.is_some()
-                && receiver.colon_token.is_none() => {}
-        Some(syn::FnArg::Receiver(receiver)) => fail(cx, receiver, format!(
-            "an event handler takes `&mut self`: it changes the aggregate's state; {SIGNATURE_HINT}"
-        )),
-        _ => fail(cx, &sig.ident, format!(
-            "an event handler takes `&mut self` first; {SIGNATURE_HINT}"
-        )),
+    // `(...)`: where a missing receiver or event argument is reported.
+    let params = {
+        let span = sig.paren_token.span.join();
+        quote_spanned!(span=> ())
+    };
+    let mut inputs = sig.inputs.iter().peekable();
+    if let Some(syn::FnArg::Receiver(receiver)) = inputs.peek() {
+        let mut_ref = receiver.reference.is_some()
+            && receiver.mutability.is_some()
+            && receiver.colon_token.is_none();
+        if !mut_ref {
+            fail(
+                receiver,
+                "an event handler takes `&mut self`: it changes the aggregate's state",
+            );
+        }
+        inputs.next();
+    } else {
+        // The first argument is still checked as the event below.
+        fail(&params, "an event handler takes `&mut self` first");
     }
     let event = match inputs.next() {
         Some(syn::FnArg::Typed(arg)) => event_type(cx, &arg.ty),
         _ => {
-            fail(cx, &sig.ident, format!("an event handler takes the event as its one argument; {SIGNATURE_HINT}"));
+            fail(
+                &params,
+                "an event handler takes the event as its one argument",
+            );
             None
         }
     };
-    let extra: Vec<_> = inputs.collect();
-    if let Some(first) = extra.first() {
-        fail(cx, first, format!("an event handler takes exactly one argument, the event; {SIGNATURE_HINT}"));
+    if let Some(extra) = inputs.next() {
+        fail(
+            extra,
+            "an event handler takes exactly one argument, the event",
+        );
+    }
+    let ok = errors.is_empty();
+    for error in errors {
+        cx.syn_error(error);
     }
     let event = event?;
     if !ok {
@@ -258,23 +337,50 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
 /// The event type behind `&Event`.
 fn event_type<'a>(cx: &mut Ctxt, ty: &'a syn::Type) -> Option<&'a syn::TypePath> {
     let syn::Type::Reference(reference) = ty else {
-        cx.error_spanned_by(ty, format!("take the event by shared reference, `&{}`; {SIGNATURE_HINT}", quote!(#ty)));
+        cx.error_spanned_by(
+            ty,
+            format!(
+                "take the event by shared reference, `&{}`; {SIGNATURE_HINT}",
+                quote!(#ty)
+            ),
+        );
         return None;
     };
-    if let Some(token) = &reference.mutability {
-        cx.error_spanned_by(token, format!("take the event by shared reference: events are immutable facts; {SIGNATURE_HINT}"));
+    if let Some(mutability) = &reference.mutability {
+        let and = &reference.and_token;
+        let elem = &reference.elem;
+        cx.error_spanned_by(
+            quote!(#and #mutability),
+            format!(
+                "take the event by shared reference, `&{}`: events are immutable facts; {SIGNATURE_HINT}",
+                quote!(#elem)
+            ),
+        );
         return None;
     }
     match &*reference.elem {
         syn::Type::Path(path) if path.qself.is_none() => {
             if path.path.segments.iter().any(|s| !s.arguments.is_empty()) {
-                cx.error_spanned_by(path, "generic event types are not supported: an event is stored under one name, so it must be one concrete type");
+                cx.error_spanned_by(
+                    path,
+                    "generic event types are not supported: an event is stored under one name, so it must be one concrete type",
+                );
+                return None;
+            }
+            if path.path.is_ident("Self") {
+                cx.error_spanned_by(
+                    path,
+                    format!("the aggregate cannot be its own event; {SIGNATURE_HINT}"),
+                );
                 return None;
             }
             Some(path)
         }
         other => {
-            cx.error_spanned_by(other, format!("the event must be a named struct or enum type; {SIGNATURE_HINT}"));
+            cx.error_spanned_by(
+                other,
+                format!("the event must be a named struct or enum type; {SIGNATURE_HINT}"),
+            );
             None
         }
     }
@@ -298,10 +404,17 @@ fn generate(
         .event_enum
         .clone()
         .unwrap_or_else(|| format_ident!("{}Event", self_ident));
-    let vis = args.vis.clone().unwrap_or_else(|| syn::parse_quote!(pub));
-    let derives = args.derives.clone().unwrap_or_else(|| {
-        vec![syn::parse_quote!(Debug), syn::parse_quote!(Clone)]
-    });
+    let (vis, vis_span) = args
+        .vis
+        .clone()
+        .unwrap_or_else(|| (syn::parse_quote!(pub), Span::call_site()));
+    // A `vis` narrower than the aggregate's makes this associated type leak a private
+    // enum: rustc then points at the `vis` string.
+    let event_assoc = quote_spanned!(vis_span=> type Event = #enum_ident;);
+    let derives = args
+        .derives
+        .clone()
+        .unwrap_or_else(|| vec![syn::parse_quote!(Debug), syn::parse_quote!(Clone)]);
     let derive_attr = if derives.is_empty() {
         TokenStream::new()
     } else {
@@ -319,26 +432,50 @@ fn generate(
 
     let enum_doc = format!("The events of [`{self_ident}`], generated by `#[applies]`.");
     let variant_docs = handlers.iter().map(|h| {
-        format!("`{}`, applied by `{}::{}`.", type_key(h.event), self_ident, h.method)
+        format!(
+            "`{}`, applied by `{}::{}`.",
+            type_key(h.event),
+            self_ident,
+            h.method
+        )
     });
 
+    // A clash of stored names is found by const evaluation; the error is spanned on the
+    // later handler's event type and names both events.
     let name_checks = pairs(handlers).map(|(a, b)| {
         let (ta, tb) = (a.event, b.event);
-        let message = format!(
-            "events `{}` and `{}` of aggregate `{}` share a stored name (event type or alias); give one of them a distinct `#[event(name = \"...\")]`",
-            type_key(ta), type_key(tb), self_ident
+        let (na, nb) = (type_key(ta), type_key(tb));
+        let both = format!("events `{na}` and `{nb}` of aggregate `{self_ident}`");
+        let same_name = format!(
+            "{both} have the same stored name, so their stored events could not be told apart; give one of them a distinct `#[event(name = \"...\")]`"
         );
-        quote_spanned! {tb.span()=>
-            const _: () = #core::assert!(
-                !#private::names_overlap(
-                    <#ta as #krate::Event>::EVENT_TYPE,
-                    <#ta as #krate::Event>::ALIASES,
-                    <#tb as #krate::Event>::EVENT_TYPE,
-                    <#tb as #krate::Event>::ALIASES,
-                ),
-                #message
-            );
-        }
+        let first_alias = format!(
+            "an alias of event `{na}` is the stored name of event `{nb}`, both handled by aggregate `{self_ident}`; remove the alias from `{na}` or rename `{nb}` with `#[event(name = \"...\")]`"
+        );
+        let second_alias = format!(
+            "an alias of event `{nb}` is the stored name of event `{na}`, both handled by aggregate `{self_ident}`; remove the alias from `{nb}` or rename `{na}` with `#[event(name = \"...\")]`"
+        );
+        let shared_alias = format!(
+            "{both} share an alias, so their stored events could not be told apart; remove it from one of them"
+        );
+        let [same_name, first_alias, second_alias, shared_alias] =
+            [same_name, first_alias, second_alias, shared_alias]
+                .map(|message| message.replace('{', "{{").replace('}', "}}"));
+        let check = quote! {
+            const _: () = match #private::name_clash(
+                <#ta as #krate::Event>::EVENT_TYPE,
+                <#ta as #krate::Event>::ALIASES,
+                <#tb as #krate::Event>::EVENT_TYPE,
+                <#tb as #krate::Event>::ALIASES,
+            ) {
+                #private::SAME_NAME => #core::panic!(#same_name),
+                #private::FIRST_ALIAS_IS_SECOND_NAME => #core::panic!(#first_alias),
+                #private::SECOND_ALIAS_IS_FIRST_NAME => #core::panic!(#second_alias),
+                #private::SHARED_ALIAS => #core::panic!(#shared_alias),
+                _ => {}
+            };
+        };
+        attr::respan(check, tb.span())
     });
 
     quote! {
@@ -346,7 +483,8 @@ fn generate(
 
         #[doc = #enum_doc]
         #derive_attr
-        #[allow(private_interfaces, clippy::large_enum_variant)]
+        // Variants are named after the event types, whatever their case.
+        #[allow(private_interfaces, non_camel_case_types, clippy::large_enum_variant)]
         #vis enum #enum_ident {
             #(
                 #[doc = #variant_docs]
@@ -354,24 +492,24 @@ fn generate(
             )*
         }
 
+        #(#name_checks)*
+
         #[doc(hidden)]
         const _: () = {
-            #(#name_checks)*
-
             #(
                 #[automatically_derived]
                 impl #core::convert::From<#events> for #enum_ident {
                     #[inline]
-                    fn from(event: #events) -> Self {
-                        Self::#variants(event)
+                    fn from(__es_event: #events) -> Self {
+                        Self::#variants(__es_event)
                     }
                 }
 
                 #[automatically_derived]
                 impl #krate::IntoEvents<#enum_ident> for #events {
                     #[inline]
-                    fn push_into(self, out: &mut #private::Vec<#enum_ident>) {
-                        out.push(#enum_ident::#variants(self));
+                    fn push_into(self, __es_out: &mut #private::Vec<#enum_ident>) {
+                        __es_out.push(#enum_ident::#variants(self));
                     }
                 }
             )*
@@ -379,8 +517,8 @@ fn generate(
             #[automatically_derived]
             impl #krate::IntoEvents<#enum_ident> for #enum_ident {
                 #[inline]
-                fn push_into(self, out: &mut #private::Vec<#enum_ident>) {
-                    out.push(self);
+                fn push_into(self, __es_out: &mut #private::Vec<#enum_ident>) {
+                    __es_out.push(self);
                 }
             }
 
@@ -404,23 +542,23 @@ fn generate(
 
                 fn to_payload(&self) -> #core::result::Result<#private::Value, #private::JsonError> {
                     match self {
-                        #(Self::#variants(event) => #private::to_value(event),)*
+                        #(Self::#variants(__es_event) => #private::to_value(__es_event),)*
                     }
                 }
 
                 fn from_stored(
-                    event_type: &str,
-                    version: u32,
-                    payload: &#private::Value,
+                    __es_event_type: &str,
+                    __es_version: u32,
+                    __es_payload: &#private::Value,
                 ) -> #core::result::Result<Self, #private::DecodeError> {
                     #(
-                        if #private::is_named(event_type, #as_event::EVENT_TYPE, #as_event::ALIASES) {
-                            return #private::decode_event::<#events>(event_type, version, payload)
+                        if #private::is_named(__es_event_type, #as_event::EVENT_TYPE, #as_event::ALIASES) {
+                            return #private::decode_event::<#events>(__es_event_type, __es_version, __es_payload)
                                 .map(Self::#variants);
                         }
                     )*
                     #core::result::Result::Err(#private::DecodeError::UnknownEventType {
-                        event_type: #private::ToOwned::to_owned(event_type),
+                        event_type: #private::ToOwned::to_owned(__es_event_type),
                         known: <Self as #krate::EventEnum>::EVENT_TYPES,
                     })
                 }
@@ -428,12 +566,12 @@ fn generate(
 
             #[automatically_derived]
             impl #krate::EventHandlers for #self_ty {
-                type Event = #enum_ident;
+                #event_assoc
 
                 #[inline]
-                fn apply_event(&mut self, event: &#enum_ident) {
-                    match event {
-                        #(#enum_ident::#variants(event) => self.#methods(event),)*
+                fn apply_event(&mut self, __es_event: &#enum_ident) {
+                    match __es_event {
+                        #(#enum_ident::#variants(__es_event) => self.#methods(__es_event),)*
                     }
                 }
             }
@@ -442,7 +580,9 @@ fn generate(
 }
 
 /// Every unordered pair of handlers.
-fn pairs<'h, 'a>(handlers: &'h [Handler<'a>]) -> impl Iterator<Item = (&'h Handler<'a>, &'h Handler<'a>)> {
+fn pairs<'h, 'a>(
+    handlers: &'h [Handler<'a>],
+) -> impl Iterator<Item = (&'h Handler<'a>, &'h Handler<'a>)> {
     handlers
         .iter()
         .enumerate()

@@ -1,8 +1,11 @@
 //! Attribute parsing helpers shared by the three macros.
+//!
+//! The parsers record every problem in the [`Ctxt`] and keep going; they return `Err` only
+//! for a syntax error after which the rest of the attribute cannot be read.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenTree};
+use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
-use syn::spanned::Spanned;
 
 use crate::ctxt::Ctxt;
 
@@ -23,15 +26,18 @@ impl<T> Once<T> {
         Self { name, value: None }
     }
 
-    /// Sets the value, or records a "duplicate" error spanned on the second occurrence.
-    pub fn set(&mut self, cx: &mut Ctxt, span: Span, value: T) {
+    /// Sets the value, or records a "duplicate" error spanned on the second occurrence and
+    /// returns `false`.
+    pub fn set(&mut self, cx: &mut Ctxt, span: Span, value: T) -> bool {
         if self.value.is_some() {
             cx.syn_error(syn::Error::new(
                 span,
-                format!("duplicate attribute `{}`", self.name),
+                format!("duplicate attribute `{}`; keep one", self.name),
             ));
+            false
         } else {
             self.value = Some(WithSpan { value, span });
+            true
         }
     }
 
@@ -40,30 +46,106 @@ impl<T> Once<T> {
     }
 }
 
-/// The error for a key the attribute does not know.
-pub fn unknown_key(meta: &ParseNestedMeta<'_>, attribute: &str, expected: &[&str]) -> syn::Error {
-    let key = meta
-        .path
-        .get_ident()
-        .map_or_else(|| "?".to_owned(), ToString::to_string);
-    meta.error(format!(
-        "unknown attribute `{key}` in `#[{attribute}(...)]`; expected one of: {}",
+/// Records "unknown attribute" for `meta`'s key and skips its value, so the keys after it
+/// are still checked. `context` is how the user wrote the attribute, e.g. `#[event(...)]`.
+pub fn unknown_key(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    context: &str,
+    expected: &[&str],
+) -> syn::Result<()> {
+    let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    cx.syn_error(meta.error(format!(
+        "unknown attribute `{key}` in `{context}`; expected one of: {}",
         expected.join(", ")
-    ))
+    )));
+    skip_value(meta)
 }
 
-/// Parses `= "some::path"` into a path (for `crate = "..."`).
-pub fn parse_crate_path(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
-    let lit: syn::LitStr = meta.value()?.parse()?;
-    lit.parse::<syn::Path>()
-        .map_err(|_| syn::Error::new(lit.span(), "expected a path such as `::es_core`"))
+/// Skips `= value` or `(...)` after a key.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let value = meta.value()?;
+        while !value.is_empty() && !value.peek(syn::Token![,]) {
+            value.parse::<TokenTree>()?;
+        }
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
+    }
+    Ok(())
 }
 
-/// Parses `= "Name"` and validates it as a stored name.
-pub fn parse_stored_name(meta: &ParseNestedMeta<'_>, what: &str) -> syn::Result<syn::LitStr> {
+/// Parses `= "some::path"` into a path (for `crate = "..."`); `None` after recording an
+/// error if the string is not a path.
+pub fn parse_crate_path(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+) -> syn::Result<Option<syn::Path>> {
     let lit: syn::LitStr = meta.value()?.parse()?;
-    validate_stored_name(&lit.value(), what).map_err(|msg| syn::Error::new(lit.span(), msg))?;
-    Ok(lit)
+    match lit.parse::<syn::Path>() {
+        Ok(path) => Ok(Some(path)),
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "`{}` is not a path; write the path to the renamed `es_core` dependency, such as `crate = \"my_es\"`",
+                    lit.value()
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `= "Name"`; `None` after recording an error if it is not a valid stored name.
+pub fn parse_stored_name(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    what: &str,
+) -> syn::Result<Option<syn::LitStr>> {
+    let lit: syn::LitStr = meta.value()?.parse()?;
+    match validate_stored_name(&lit.value(), what) {
+        Ok(()) => Ok(Some(lit)),
+        Err(message) => {
+            cx.error_spanned_by(&lit, message);
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `= N` for a schema version (`version = N`, `from = N`); `None` after recording an
+/// error if it is not an integer of at least 1.
+pub fn parse_version(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+) -> syn::Result<Option<WithSpan<u32>>> {
+    let lit: syn::Lit = meta.value()?.parse()?;
+    let syn::Lit::Int(int) = &lit else {
+        cx.error_spanned_by(
+            &lit,
+            format!("expected an integer schema version, such as `{key} = 2`"),
+        );
+        return Ok(None);
+    };
+    match int.base10_parse::<u32>() {
+        Ok(0) => {
+            cx.error_spanned_by(int, "schema versions start at 1");
+            Ok(None)
+        }
+        Ok(value) => Ok(Some(WithSpan {
+            value,
+            span: int.span(),
+        })),
+        Err(_) => {
+            cx.error_spanned_by(
+                int,
+                format!("expected a schema version between 1 and {}", u32::MAX),
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// A stored name (event type, alias, aggregate type) lives forever in databases and logs:
@@ -82,27 +164,50 @@ pub fn validate_stored_name(name: &str, what: &str) -> Result<(), String> {
     if first_ok && rest_ok {
         Ok(())
     } else {
-        Err(format!("{what} `{name}` is not a valid stored name; {RULE}"))
+        Err(format!(
+            "{what} `{name}` is not a valid stored name; {RULE}"
+        ))
     }
 }
 
-/// Rejects generic parameters: a stored type is one concrete type.
-pub fn reject_generics(cx: &mut Ctxt, generics: &syn::Generics, what: &str) {
-    if !generics.params.is_empty() || generics.where_clause.is_some() {
-        let tokens = match &generics.where_clause {
-            Some(where_clause) if generics.params.is_empty() => where_clause.span(),
-            _ => generics.span(),
-        };
-        cx.syn_error(syn::Error::new(
-            tokens,
-            format!(
-                "generic {what}s are not supported: a {what} is stored under one name, so it must be one concrete type"
-            ),
-        ));
+/// Rejects generic parameters: a stored type is one concrete type. `plural` and `one` name
+/// the kind of type, e.g. "events" and "an event". Returns whether there were generics.
+pub fn reject_generics(cx: &mut Ctxt, generics: &syn::Generics, plural: &str, one: &str) -> bool {
+    let message = format!(
+        "generic {plural} are not supported: {one} is stored under one name, so it must be one concrete type"
+    );
+    if !generics.params.is_empty() {
+        cx.error_spanned_by(generics, message);
+        true
+    } else if let Some(where_clause) = &generics.where_clause {
+        cx.error_spanned_by(where_clause, message);
+        true
+    } else {
+        false
     }
 }
 
 /// The default path of the runtime crate in generated code.
 pub fn default_crate_path() -> syn::Path {
     syn::parse_quote!(::es_core)
+}
+
+/// `tokens` with every span (nested groups included) set to `span`, so that rustc reports
+/// errors about generated code on the user's token instead of the macro call site.
+pub fn respan(tokens: impl ToTokens, span: Span) -> proc_macro2::TokenStream {
+    tokens
+        .into_token_stream()
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut new =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(span);
+                tree = TokenTree::Group(new);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }

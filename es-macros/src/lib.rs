@@ -14,6 +14,16 @@ mod symbol;
 
 use proc_macro::TokenStream;
 
+/// The errors plus a stub impl that keeps them from being followed by "not an event" or
+/// "not an aggregate" wherever the type is used.
+fn with_fallback(
+    error: syn::Error,
+    fallback: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let error = error.into_compile_error();
+    quote::quote!(#fallback #error)
+}
+
 /// Makes a struct (or enum) a stored event: a stable event-type name, a schema version,
 /// and an upcaster chain that migrates payloads stored at older versions.
 ///
@@ -78,7 +88,7 @@ use proc_macro::TokenStream;
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     event::expand(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
+        .unwrap_or_else(|error| with_fallback(error, event::fallback(&input)))
         .into()
 }
 
@@ -108,7 +118,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     aggregate::expand(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
+        .unwrap_or_else(|error| with_fallback(error, aggregate::fallback(&input)))
         .into()
 }
 

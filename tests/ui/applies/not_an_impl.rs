@@ -1,0 +1,8 @@
+use es_core::applies;
+
+#[applies]
+struct Account {
+    balance: u64,
+}
+
+fn main() {}

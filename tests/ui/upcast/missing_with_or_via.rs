@@ -1,0 +1,15 @@
+use es_core::{Event, UpcastError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+fn same(payload: Value) -> Result<Value, UpcastError> {
+    Ok(payload)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(version = 2, upcast(from = 1))]
+struct Deposited {
+    amount: u64,
+}
+
+fn main() {}
