@@ -1,0 +1,89 @@
+//! # es-sqlite: a durable event store in one SQLite file
+//!
+//! [`SqliteStore`] implements [`es_core::EventStore`] over a SQLite database: embedded, no
+//! server, one file that several processes can share. It passes the same conformance suite
+//! as every other es store, so code tested against [`es_core::InMemoryStore`] behaves the
+//! same here.
+//!
+//! ```
+//! use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamRef};
+//! use es_sqlite::SqliteStore;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("es-sqlite-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let store = SqliteStore::open(dir.join("events.db"))?;
+//! let stream = StreamRef::new("Counter", "c-1");
+//! let event = NewEvent::new("Incremented", 1, serde_json::json!({ "by": 2 }), Metadata::new());
+//! let outcome = store.append(stream, ExpectedVersion::NoStream, &[event])?;
+//! assert_eq!(outcome.stream_version, 1);
+//!
+//! // Reopening the file finds the event again.
+//! drop(store);
+//! let store = SqliteStore::open(dir.join("events.db"))?;
+//! let events = store.read_stream(stream, 1)?;
+//! assert_eq!(events[0].payload["by"], 2);
+//! # drop(store);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layout
+//!
+//! One table, `es_events`, holds the global log. Its `global_position` is an
+//! `INTEGER PRIMARY KEY AUTOINCREMENT`, so positions are never reused, even after rows are
+//! deleted; `(aggregate_type, stream_id, stream_version)` and `event_id` are unique.
+//! `recorded_at` is stored as integer microseconds since the Unix epoch (the read value is
+//! the append time truncated to microseconds), `payload` and `metadata` as JSON text.
+//! The schema version lives in its own table, `es_schema_version`, rather than in
+//! `PRAGMA user_version`, so the file can also hold your own tables and their migrations.
+//! [`SqliteStore::open`] creates or migrates the schema and refuses (with
+//! [`Error::SchemaTooNew`]) a file written by a newer release.
+//!
+//! ## Appends and the global log
+//!
+//! An append is one `BEGIN IMMEDIATE` transaction: it takes the database's write lock, checks
+//! the expected version, inserts every event and commits. As SQLite has one writer at a time,
+//! global positions are assigned and committed in the same order, so a reader of the global
+//! log ([`read_all`](es_core::EventStore::read_all)) never skips an event that commits
+//! later. Another process appending to the same file waits for the lock (up to 10 s, then
+//! the append fails with [`StoreError::Backend`](es_core::StoreError::Backend)).
+//!
+//! ## Durability: `journal_mode = WAL`, `synchronous = FULL`
+//!
+//! File stores run in WAL mode: readers do not block the writer nor the writer the readers.
+//!
+//! In WAL mode `synchronous = NORMAL` already keeps every acknowledged append across a crash
+//! or `SIGKILL` of the process: the commit is in the WAL file (in the operating system's
+//! cache) before `append` returns, and the next open recovers it. What NORMAL gives up is
+//! power loss and operating-system crashes: the WAL is only synced at checkpoints, so the
+//! last transactions acknowledged before the machine went down can disappear (the database
+//! stays consistent, it just rolls back to an earlier commit).
+//!
+//! This crate uses **`synchronous = FULL`**: the WAL is synced to disk at every commit, so
+//! an append that returned `Ok` survives power loss too. An event store is the system of
+//! record; once an append is acknowledged the caller acts on it (answers a client, emits
+//! side effects, advances other aggregates), and losing it afterwards would leave the world
+//! and the log disagreeing. The price is one `fsync` per append, which bounds single-writer
+//! throughput by the disk's sync latency; batching several events into one append amortises
+//! it.
+//!
+//! ## Bad data
+//!
+//! Rows are checked as they are read: a payload or metadata that is not valid JSON, a bad
+//! event id or an out-of-range number yields [`StoreError::Corrupt`](es_core::StoreError)
+//! naming the stream, version and event type, and the store stays usable.
+#![warn(missing_docs)]
+
+mod error;
+mod row;
+mod schema;
+mod store;
+
+pub use error::Error;
+pub use store::SqliteStore;
+
+/// The `rusqlite` this crate is built with, for opening the same file for your own tables
+/// (or inspecting the event tables) without a version mismatch.
+pub use rusqlite;

@@ -1,0 +1,356 @@
+//! [`SqliteStore`]: the [`EventStore`] over a SQLite file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use es_core::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
+    Uuid,
+};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+
+use crate::error::Error;
+use crate::row::{self, COLUMNS};
+use crate::schema;
+
+/// How many idle read connections a file store keeps.
+const MAX_IDLE_READERS: usize = 8;
+
+/// An event store in a SQLite database: durable, embedded, shareable between processes.
+///
+/// Cloning is cheap (the connections sit behind an [`Arc`]) and clones share them; the store
+/// is `Send + Sync`, so one instance can serve every thread and every aggregate type.
+///
+/// Appends go through one connection per store (SQLite allows one writer at a time anyway),
+/// reads of a file database through a small pool of read connections that WAL mode lets run
+/// next to the writer. Other processes may open the same file; they wait for each other's
+/// write locks for up to 10 seconds.
+///
+/// See the [crate documentation](crate) for the durability guarantees.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The database file, or `None` for an in-memory database.
+    path: Option<PathBuf>,
+    /// The connection appends use; in-memory stores use it for reads too.
+    writer: Mutex<Connection>,
+    /// Idle read connections of a file store.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let location = match &self.inner.path {
+            Some(path) => path.display().to_string(),
+            None => ":memory:".to_owned(),
+        };
+        f.debug_struct("SqliteStore")
+            .field("location", &location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the event store in the SQLite file at `path`, creating the file and its tables
+    /// if they do not exist and migrating an older schema.
+    ///
+    /// Fails with [`Error::SchemaTooNew`] if a newer release of es-sqlite wrote the file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let mut conn = open_file(path)?;
+        schema::enable_wal(&conn, path)?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Self::from_writer(conn, Some(path.to_owned())))
+    }
+
+    /// Opens a fresh, empty event store that lives in memory and disappears with its last
+    /// clone. For tests and examples; it behaves like a file store but is not durable.
+    pub fn open_in_memory() -> Result<Self, Error> {
+        let path = Path::new(":memory:");
+        let mut conn = Connection::open_in_memory().map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Self::from_writer(conn, None))
+    }
+
+    fn from_writer(conn: Connection, path: Option<PathBuf>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Runs `read` on a read connection: a pooled one for a file, the only one in memory.
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(path) = &self.inner.path else {
+            return read(&lock(&self.inner.writer));
+        };
+        let pooled = lock(&self.inner.readers).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = open_file(path).map_err(StoreError::backend)?;
+                conn.pragma_update(None, "query_only", true)
+                    .map_err(backend)?;
+                conn
+            }
+        };
+        let result = read(&conn);
+        // A backend failure may mean a broken connection: do not hand it out again.
+        if !matches!(result, Err(StoreError::Backend(_))) {
+            let mut idle = lock(&self.inner.readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+/// Opens a connection to a file database with the store's settings.
+fn open_file(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    schema::configure(&conn, path)?;
+    Ok(conn)
+}
+
+/// Locks a connection mutex. A panic while it was held cannot leave a transaction open
+/// (rusqlite rolls back on drop), so a poisoned lock still guards a usable connection.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::backend(error)
+}
+
+/// A stream version or position as SQLite stores it; values beyond `i64::MAX` saturate,
+/// which only matters for "read from" bounds no store ever reaches.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The current version of `stream` (0: no stream).
+fn current_version(conn: &Connection, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+    let max: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MAX(stream_version) FROM es_events WHERE aggregate_type = ?1 AND stream_id = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![stream.aggregate_type, stream.id], |row| row.get(0))
+        })
+        .map_err(backend)?;
+    let max = max.unwrap_or(0);
+    u64::try_from(max).map_err(|_| StoreError::Corrupt {
+        stream: stream.to_key(),
+        version: 0,
+        event_type: String::new(),
+        reason: format!("the highest stored stream version is {max}, which is negative"),
+    })
+}
+
+/// The position the next appended event will get.
+fn next_position(conn: &Connection) -> Result<u64, StoreError> {
+    // AUTOINCREMENT keeps the highest position ever handed out in sqlite_sequence, so
+    // positions of deleted rows are never reused.
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'es_events'")
+        .and_then(|mut stmt| {
+            let mut rows = stmt.query([])?;
+            rows.next()?.map(|row| row.get(0)).transpose()
+        })
+        .map_err(backend)?;
+    Ok(last.and_then(|l| u64::try_from(l).ok()).unwrap_or(0) + 1)
+}
+
+/// Maps an insert failure: a duplicate event id is the caller's mistake, not the backend's.
+fn insert_error(error: rusqlite::Error, stream: StreamRef<'_>, event: &NewEvent) -> StoreError {
+    if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+        && error.to_string().contains("event_id")
+    {
+        return StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: format!(
+                "event id {} (event type `{}`) is already stored; give every new event a fresh id",
+                event.event_id, event.event_type
+            ),
+        };
+    }
+    backend(error)
+}
+
+fn encode_json(
+    stream: StreamRef<'_>,
+    event: &NewEvent,
+    what: &str,
+    json: serde_json::Result<String>,
+) -> Result<String, StoreError> {
+    json.map_err(|e| StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: format!(
+            "the {what} of event `{}` cannot be written as JSON: {e}",
+            event.event_type
+        ),
+    })
+}
+
+impl EventStore for SqliteStore {
+    fn append(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut conn = lock(&self.inner.writer);
+        // BEGIN IMMEDIATE takes the database's write lock before the version check, so no
+        // other connection or process can append between the check and the commit.
+        let behavior = if events.is_empty() {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
+        let tx = conn.transaction_with_behavior(behavior).map_err(backend)?;
+        let current = current_version(&tx, stream)?;
+        if !expected.is_satisfied_by(current) {
+            return Err(StoreError::conflict(stream, expected, current));
+        }
+        if events.is_empty() {
+            let next = next_position(&tx)?;
+            return Ok(AppendOutcome {
+                stream_version: current,
+                global_positions: next..next,
+            });
+        }
+        let recorded_at = row::to_micros(SystemTime::now());
+        let mut first_position = None;
+        let mut last_position = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO es_events (event_id, aggregate_type, stream_id, stream_version, \
+                     event_type, schema_version, recorded_at, payload, metadata) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(backend)?;
+            let mut id_buf = Uuid::encode_buffer();
+            for (offset, event) in (1..).zip(events) {
+                let payload = encode_json(
+                    stream,
+                    event,
+                    "payload",
+                    serde_json::to_string(&event.payload),
+                )?;
+                let metadata = encode_json(
+                    stream,
+                    event,
+                    "metadata",
+                    serde_json::to_string(&event.metadata),
+                )?;
+                let version = current
+                    .checked_add(offset)
+                    .ok_or_else(|| StoreError::Invalid {
+                        stream: stream.to_key(),
+                        reason: "the stream version would overflow".to_owned(),
+                    })?;
+                let event_id: &str = event.event_id.hyphenated().encode_lower(&mut id_buf);
+                let position = insert
+                    .insert(params![
+                        event_id,
+                        stream.aggregate_type,
+                        stream.id,
+                        sql_int(version),
+                        event.event_type.as_ref(),
+                        event.schema_version,
+                        recorded_at,
+                        payload,
+                        metadata,
+                    ])
+                    .map_err(|e| insert_error(e, stream, event))?;
+                let position = u64::try_from(position).unwrap_or(0);
+                first_position.get_or_insert(position);
+                last_position = position;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        // Positions within one write transaction are consecutive (AUTOINCREMENT, one writer).
+        let first = first_position.unwrap_or(last_position);
+        Ok(AppendOutcome {
+            stream_version: current + events.len() as u64,
+            global_positions: first..last_position + 1,
+        })
+    }
+
+    fn read_stream(
+        &self,
+        stream: StreamRef<'_>,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM es_events \
+                     WHERE aggregate_type = ?1 AND stream_id = ?2 AND stream_version >= ?3 \
+                     ORDER BY stream_version"
+                ))
+                .map_err(backend)?;
+            let mut rows = stmt
+                .query(params![
+                    stream.aggregate_type,
+                    stream.id,
+                    sql_int(from_version)
+                ])
+                .map_err(backend)?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next().map_err(backend)? {
+                events.push(row::decode(row)?);
+            }
+            Ok(events)
+        })
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM es_events WHERE global_position >= ?1 \
+                     ORDER BY global_position LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut rows = stmt
+                .query(params![sql_int(from_position), limit])
+                .map_err(backend)?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next().map_err(backend)? {
+                events.push(row::decode(row)?);
+            }
+            Ok(events)
+        })
+    }
+
+    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        self.with_reader(|conn| current_version(conn, stream))
+    }
+}

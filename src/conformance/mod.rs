@@ -1,0 +1,229 @@
+//! The store conformance suite: every [`EventStore`] behaviour, specified once.
+//!
+//! Each case is a generic function taking a factory that returns a fresh, empty store. The
+//! [`conformance_tests!`](crate::conformance_tests) macro expands to one `#[test]` per case,
+//! so a backend's test file is a few lines:
+//!
+//! ```ignore
+//! es_suite::conformance_tests! {
+//!     make: es_core::InMemoryStore::new,
+//! }
+//! ```
+//!
+//! Cases that need a durable backend (damaging a stored row, unique event ids) run only when
+//! the invocation provides a `durable` section with a hook that corrupts a stored row:
+//!
+//! ```ignore
+//! es_suite::conformance_tests! {
+//!     make: make_store,                 // fn() -> S, S: EventStore
+//!     enabled: server_available(),      // optional: a bool; false skips every case
+//!     durable: { corrupt: corrupt_row }, // optional: fn(&S, StreamRef<'_>, u64)
+//! }
+//! ```
+//!
+//! A factory whose store needs something kept alive (a temporary directory, a database
+//! schema to drop afterwards) returns a [`Fixture`], which is itself an [`EventStore`].
+
+mod account;
+mod bad_data;
+mod concurrency;
+mod expected_version;
+mod log;
+
+use es_core::{
+    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError,
+    StreamRef,
+};
+
+pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
+pub use bad_data::{corrupt_row_is_reported, event_ids_are_unique, unknown_event_type_is_reported};
+pub use concurrency::{concurrent_batches_do_not_interleave, no_lost_update_under_concurrency};
+pub use expected_version::{
+    conflicting_batch_stores_nothing, expected_any, expected_exact, expected_no_stream,
+    expected_stream_exists,
+};
+pub use log::{
+    empty_batch, envelope_round_trips, global_positions_strictly_increase,
+    read_all_from_position_with_limit, read_stream_from_version, same_id_two_aggregate_types,
+    stream_versions_contiguous_from_one,
+};
+
+/// A store together with something that must outlive it (a temporary directory, a database
+/// schema dropped on drop). The store is dropped first, then the guard.
+#[derive(Debug)]
+pub struct Fixture<S, G> {
+    store: S,
+    guard: G,
+}
+
+impl<S, G> Fixture<S, G> {
+    /// Keeps `guard` alive as long as `store`.
+    pub fn new(store: S, guard: G) -> Self {
+        Self { store, guard }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The guard.
+    pub fn guard(&self) -> &G {
+        &self.guard
+    }
+}
+
+impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
+    fn append(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        self.store.append(stream, expected, events)
+    }
+
+    fn read_stream(
+        &self,
+        stream: StreamRef<'_>,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.store.read_stream(stream, from_version)
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.store.read_all(from_position, limit)
+    }
+
+    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        self.store.stream_version(stream)
+    }
+}
+
+/// Expands to one `#[test]` per conformance case for the store the factory makes.
+///
+/// ```ignore
+/// es_suite::conformance_tests! {
+///     make: make_store,                  // required: fn() -> S (or a closure), S: EventStore
+///     enabled: server_available(),       // optional: a bool expression; false skips each case
+///     durable: { corrupt: corrupt_row }, // optional: fn(&S, StreamRef<'_>, version)
+/// }
+/// ```
+///
+/// `corrupt` must make the stored event at `version` of the stream unreadable (for example
+/// write a payload that is not JSON); the `durable` section also adds the unique event id
+/// case, which the in-memory store does not enforce.
+#[macro_export]
+macro_rules! conformance_tests {
+    (
+        make: $make:expr,
+        enabled: $enabled:expr
+        $(, durable: { corrupt: $corrupt:expr $(,)? })?
+        $(,)?
+    ) => {
+        $crate::conformance_tests!(@cases ($make) ($enabled);
+            expected_any,
+            expected_no_stream,
+            expected_stream_exists,
+            expected_exact,
+            conflicting_batch_stores_nothing,
+            stream_versions_contiguous_from_one,
+            global_positions_strictly_increase,
+            read_stream_from_version,
+            read_all_from_position_with_limit,
+            empty_batch,
+            envelope_round_trips,
+            same_id_two_aggregate_types,
+            unknown_event_type_is_reported,
+            no_lost_update_under_concurrency,
+            concurrent_batches_do_not_interleave,
+        );
+        $(
+            $crate::conformance_tests!(@cases ($make) ($enabled);
+                event_ids_are_unique,
+            );
+            #[test]
+            fn corrupt_row_is_reported() {
+                if $enabled {
+                    $crate::conformance::corrupt_row_is_reported(&$make, &$corrupt);
+                }
+            }
+        )?
+    };
+    (
+        make: $make:expr
+        $(, durable: { corrupt: $corrupt:expr $(,)? })?
+        $(,)?
+    ) => {
+        $crate::conformance_tests! {
+            make: $make,
+            enabled: true
+            $(, durable: { corrupt: $corrupt })?
+        }
+    };
+    (@cases ($make:expr) ($enabled:expr); $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if $enabled {
+                    $crate::conformance::$case(&$make);
+                }
+            }
+        )*
+    };
+}
+
+/// A new event of type `event_type` with payload `{"n": n}` and empty metadata.
+pub fn event(event_type: &'static str, n: u64) -> NewEvent {
+    NewEvent::new(
+        event_type,
+        1,
+        serde_json::json!({ "n": n }),
+        Metadata::new(),
+    )
+}
+
+/// `count` events of type `"Numbered"` with payloads `{"n": first}`, `{"n": first + 1}`, ...
+pub fn events(first: u64, count: u64) -> Vec<NewEvent> {
+    (first..first + count)
+        .map(|n| event("Numbered", n))
+        .collect()
+}
+
+/// Every event in the global log, read in pages.
+pub fn read_everything<S: EventStore + ?Sized>(store: &S) -> Vec<RecordedEvent> {
+    let mut all = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.read_all(from, 100).expect("read_all");
+        let Some(last) = page.last() else {
+            return all;
+        };
+        from = last.global_position + 1;
+        all.extend(page);
+    }
+}
+
+/// Asserts `result` is the conflict a store must report.
+#[track_caller]
+pub fn assert_conflict<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    actual: u64,
+) {
+    match result {
+        Err(StoreError::Conflict {
+            stream: found_stream,
+            expected: found_expected,
+            actual: found_actual,
+        }) => {
+            assert_eq!(found_stream, stream.to_key(), "conflict names the stream");
+            assert_eq!(found_expected, expected, "conflict carries the expectation");
+            assert_eq!(found_actual, actual, "conflict carries the actual version");
+        }
+        other => {
+            panic!("expected a conflict on {stream} ({expected}, actual {actual}), got {other:?}")
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The conformance suite against the in-memory store.
+//!
+//! No `durable` section: the in-memory store keeps no rows another program could damage,
+//! and it does not enforce unique event ids.
+
+es_suite::conformance_tests! {
+    make: es_core::InMemoryStore::new,
+}
