@@ -133,6 +133,77 @@ impl Cart {
     }
 }
 
+/// The same, through a renamed runtime (`crate = "rt"`) whose items are also imported: the
+/// generated paths must not trip `unused_qualifications`.
+pub mod renamed {
+    use es_core as rt;
+    use rt::{Aggregate, Event, applies};
+    use serde::{Deserialize, Serialize};
+
+    /// A light was switched.
+    #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    #[event(crate = "rt", version = 2, upcast(from = 1, via = SwitchedV1))]
+    pub struct Switched {
+        /// On or off.
+        pub on: bool,
+    }
+
+    /// `Switched` as version 1 stored it.
+    #[derive(Deserialize)]
+    pub struct SwitchedV1 {
+        state: String,
+    }
+
+    impl From<SwitchedV1> for Switched {
+        fn from(v1: SwitchedV1) -> Self {
+            Self {
+                on: v1.state == "on",
+            }
+        }
+    }
+
+    /// A light.
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(crate = "rt")]
+    pub struct Light {
+        /// Whether it is on.
+        pub on: bool,
+    }
+
+    /// The bulb burnt out.
+    #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    #[event(crate = "rt")]
+    pub struct BurntOut {}
+
+    #[applies(crate = "rt")]
+    impl Light {
+        fn switched(&mut self, e: &Switched) {
+            self.on = e.on;
+        }
+
+        fn burnt_out(&mut self, _: &BurntOut) {
+            self.on = false;
+        }
+    }
+
+    pub(crate) fn demo() {
+        let repo = rt::Repository::<Light, _>::new(rt::InMemoryStore::new());
+        let executed = repo
+            .execute("l-1", |light| {
+                Ok::<_, std::io::Error>(Switched { on: !light.on })
+            })
+            .unwrap();
+        assert!(executed.state.on);
+        let executed = repo
+            .execute("l-1", |_| Ok::<_, std::io::Error>(BurntOut {}))
+            .unwrap();
+        assert!(!executed.state.on);
+        let old: Switched =
+            rt::decode_event("Switched", 1, &serde_json::json!({"state": "on"})).unwrap();
+        assert!(old.on);
+    }
+}
+
 /// Runs the domain: decisions, the repository, and upcasting stored payloads.
 ///
 /// # Panics
@@ -195,6 +266,7 @@ pub fn demo() {
         es_core::decode_event("ItemAdded", 2, &json!({"sku": "y", "qty": 4})).unwrap();
     assert_eq!((v2.sku.as_str(), v2.quantity), ("y", 4));
     assert_eq!(ItemAdded::VERSION, 3);
+    renamed::demo();
 }
 
 #[test]

@@ -425,6 +425,8 @@ fn generate(
     let events: Vec<&syn::TypePath> = handlers.iter().map(|h| h.event).collect();
     let methods: Vec<&syn::Ident> = handlers.iter().map(|h| h.method).collect();
     // `<E as Event>` spanned on the user's type: "`E` is not an event" points there.
+    // `<E as Event>` spanned on the user's type: "`E` is not an event" points there. Every
+    // use (the name checks too) is spanned alike, so rustc reports it once.
     let as_event: Vec<TokenStream> = events
         .iter()
         .map(|ty| quote_spanned!(ty.span()=> <#ty as #krate::Event>))
@@ -442,8 +444,8 @@ fn generate(
 
     // A clash of stored names is found by const evaluation; the error is spanned on the
     // later handler's event type and names both events.
-    let name_checks = pairs(handlers).map(|(a, b)| {
-        let (ta, tb) = (a.event, b.event);
+    let name_checks = pairs(handlers.len()).map(|(i, j)| {
+        let (ta, tb) = (handlers[i].event, handlers[j].event);
         let (na, nb) = (type_key(ta), type_key(tb));
         let both = format!("events `{na}` and `{nb}` of aggregate `{self_ident}`");
         let same_name = format!(
@@ -461,21 +463,28 @@ fn generate(
         let [same_name, first_alias, second_alias, shared_alias] =
             [same_name, first_alias, second_alias, shared_alias]
                 .map(|message| message.replace('{', "{{").replace('}', "}}"));
-        let check = quote! {
+        let (ea, eb) = (&as_event[i], &as_event[j]);
+        // The panic's location is where rustc reports the failed evaluation.
+        let panic = |message: &str| attr::respan(quote!(#core::panic!(#message)), tb.span());
+        let arms = [
+            (quote!(#private::SAME_NAME), panic(&same_name)),
+            (quote!(#private::FIRST_ALIAS_IS_SECOND_NAME), panic(&first_alias)),
+            (quote!(#private::SECOND_ALIAS_IS_FIRST_NAME), panic(&second_alias)),
+            (quote!(#private::SHARED_ALIAS), panic(&shared_alias)),
+        ]
+        .into_iter()
+        .map(|(code, panic)| quote!(#code => #panic,));
+        quote! {
             const _: () = match #private::name_clash(
-                <#ta as #krate::Event>::EVENT_TYPE,
-                <#ta as #krate::Event>::ALIASES,
-                <#tb as #krate::Event>::EVENT_TYPE,
-                <#tb as #krate::Event>::ALIASES,
+                #ea::EVENT_TYPE,
+                #ea::ALIASES,
+                #eb::EVENT_TYPE,
+                #eb::ALIASES,
             ) {
-                #private::SAME_NAME => #core::panic!(#same_name),
-                #private::FIRST_ALIAS_IS_SECOND_NAME => #core::panic!(#first_alias),
-                #private::SECOND_ALIAS_IS_FIRST_NAME => #core::panic!(#second_alias),
-                #private::SHARED_ALIAS => #core::panic!(#shared_alias),
+                #(#arms)*
                 _ => {}
             };
-        };
-        attr::respan(check, tb.span())
+        }
     });
 
     quote! {
@@ -579,12 +588,7 @@ fn generate(
     }
 }
 
-/// Every unordered pair of handlers.
-fn pairs<'h, 'a>(
-    handlers: &'h [Handler<'a>],
-) -> impl Iterator<Item = (&'h Handler<'a>, &'h Handler<'a>)> {
-    handlers
-        .iter()
-        .enumerate()
-        .flat_map(move |(i, a)| handlers[i + 1..].iter().map(move |b| (a, b)))
+/// Every unordered pair of indices below `n`.
+fn pairs(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
 }

@@ -192,22 +192,29 @@ pub fn default_crate_path() -> syn::Path {
     syn::parse_quote!(::es_core)
 }
 
-/// `tokens` with every span (nested groups included) set to `span`, so that rustc reports
+/// `tokens` with every span (nested groups included) located at `at`, so that rustc reports
 /// errors about generated code on the user's token instead of the macro call site.
-pub fn respan(tokens: impl ToTokens, span: Span) -> proc_macro2::TokenStream {
-    tokens
-        .into_token_stream()
-        .into_iter()
-        .map(|mut tree| {
-            if let TokenTree::Group(group) = &tree {
-                let mut new =
-                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
-                new.set_span(span);
-                tree = TokenTree::Group(new);
-            } else {
-                tree.set_span(span);
-            }
-            tree
-        })
-        .collect()
+///
+/// The tokens keep call-site hygiene: they still count as macro output, so lints such as
+/// `unused_qualifications` and clippy's leave them alone.
+pub fn respan(tokens: impl ToTokens, at: Span) -> proc_macro2::TokenStream {
+    fn respan_stream(tokens: proc_macro2::TokenStream, span: Span) -> proc_macro2::TokenStream {
+        tokens
+            .into_iter()
+            .map(|mut tree| {
+                if let TokenTree::Group(group) = &tree {
+                    let mut new = proc_macro2::Group::new(
+                        group.delimiter(),
+                        respan_stream(group.stream(), span),
+                    );
+                    new.set_span(span);
+                    tree = TokenTree::Group(new);
+                } else {
+                    tree.set_span(span);
+                }
+                tree
+            })
+            .collect()
+    }
+    respan_stream(tokens.into_token_stream(), Span::call_site().located_at(at))
 }

@@ -1,3 +1,4 @@
+// The first of two handlers takes a type that is not an event: reported once, on it.
 use es_core::{Aggregate, Event, applies};
 use serde::{Deserialize, Serialize};
 
@@ -19,11 +20,11 @@ struct Account {
 
 #[applies]
 impl Account {
-    fn opened(&mut self, e: &Opened) {
-        self.owner.clone_from(&e.owner);
-    }
     fn deposited(&mut self, e: &Deposited) {
         self.balance += e.amount;
+    }
+    fn opened(&mut self, e: &Opened) {
+        self.owner.clone_from(&e.owner);
     }
 }
 
