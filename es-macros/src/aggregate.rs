@@ -108,3 +108,110 @@ fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::{expand, fallback};
+    use crate::test_helpers::{assert_errors, compact, errors, output};
+
+    fn run(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream> {
+        expand(&syn::parse2(input).expect("test input is a type definition"))
+    }
+
+    #[test]
+    fn links_the_struct_to_its_handlers() {
+        let out = output(run(quote! {
+            #[derive(Default)]
+            struct Account { balance: u64 }
+        }));
+        assert!(out.contains("impl::es_core::AggregateforAccount"), "{out}");
+        assert!(
+            out.contains("constAGGREGATE_TYPE:&'staticstr=\"Account\";"),
+            "{out}"
+        );
+        assert!(
+            out.contains("typeEvent=<Accountas::es_core::EventHandlers>::Event;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<Accountas::es_core::EventHandlers>::apply_event(self,__es_event)"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn unit_tuple_and_enum_aggregates_expand() {
+        for input in [
+            quote! { struct Counter; },
+            quote! { struct Counter(u64); },
+            quote! { enum Door { #[default] Open, Closed } },
+        ] {
+            output(run(input));
+        }
+    }
+
+    #[test]
+    fn name_and_crate() {
+        let out = output(run(quote! {
+            #[aggregate(name = "bank:Account", crate = "rt")]
+            struct Account { balance: u64 }
+        }));
+        assert!(out.contains("=\"bank:Account\";"), "{out}");
+        assert!(!out.contains("es_core"), "{out}");
+    }
+
+    #[test]
+    fn every_bad_attribute_is_reported_in_one_call() {
+        let errors = errors(run(quote! {
+            #[aggregate(name = "", table = "accounts")]
+            #[aggregate(crate = "not a path", name = "A", name = "B")]
+            struct Account<T> { balance: T }
+        }));
+        assert_errors(
+            &errors,
+            &[
+                "generic aggregates are not supported",
+                "an aggregate name must not be empty",
+                "unknown attribute `table` in `#[aggregate(...)]`",
+                "`not a path` is not a path",
+                "duplicate attribute `name`",
+            ],
+        );
+    }
+
+    #[test]
+    fn odd_attribute_shapes_are_errors_not_panics() {
+        for attribute in [
+            quote!(#[aggregate]),
+            quote!(#[aggregate = "x"]),
+            quote!(#[aggregate(name)]),
+            quote!(#[aggregate(name("x"))]),
+            quote!(#[aggregate(crate = 1)]),
+        ] {
+            let input = quote! {
+                #attribute
+                struct Account { balance: u64 }
+            };
+            assert!(run(input).is_err(), "{attribute} was accepted");
+        }
+        assert!(run(quote! { union Account { a: u8 } }).is_err());
+    }
+
+    #[test]
+    fn fallback_uses_the_default_name() {
+        let input: syn::DeriveInput = syn::parse_quote! {
+            #[aggregate(name = "bad name", colour = "red")]
+            struct Account { balance: u64 }
+        };
+        let stub = compact(&fallback(&input));
+        assert!(
+            stub.contains("impl::es_core::AggregateforAccount"),
+            "{stub}"
+        );
+        assert!(stub.contains("=\"Account\";"), "{stub}");
+        let generic: syn::DeriveInput = syn::parse_quote! { struct Account<T>(T); };
+        assert!(fallback(&generic).is_empty());
+    }
+}

@@ -218,3 +218,51 @@ pub fn respan(tokens: impl ToTokens, at: Span) -> proc_macro2::TokenStream {
     }
     respan_stream(tokens.into_token_stream(), Span::call_site().located_at(at))
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::Span;
+    use quote::quote;
+
+    use super::{respan, validate_stored_name};
+    use crate::test_helpers::compact;
+
+    #[test]
+    fn stored_names() {
+        for ok in [
+            "A",
+            "MoneyDeposited",
+            "bank:Account",
+            "a.b-c_d:1",
+            &"x".repeat(128),
+        ] {
+            assert_eq!(validate_stored_name(ok, "a name"), Ok(()), "{ok}");
+        }
+        for (bad, expected) in [
+            ("", "a name must not be empty"),
+            (
+                "Money Deposited",
+                "`Money Deposited` is not a valid stored name",
+            ),
+            ("1st", "`1st` is not a valid stored name"),
+            ("_x", "`_x` is not a valid stored name"),
+            ("Dépôt", "`Dépôt` is not a valid stored name"),
+            ("a/b", "`a/b` is not a valid stored name"),
+            (&"x".repeat(129), "is too long"),
+        ] {
+            let message = validate_stored_name(bad, "a name").unwrap_err();
+            assert!(message.contains(expected), "{bad}: {message}");
+            assert!(
+                message.contains("must start with an ASCII letter"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn respan_keeps_the_tokens_and_their_nesting() {
+        let tokens = quote!(<A as ::rt::Tr<(B, [C; 1])>>::f({ x }));
+        let respanned = respan(&tokens, Span::call_site());
+        assert_eq!(compact(&respanned), compact(&tokens));
+    }
+}

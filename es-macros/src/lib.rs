@@ -11,6 +11,8 @@ mod attr;
 mod ctxt;
 mod event;
 mod symbol;
+#[cfg(test)]
+mod test_helpers;
 
 use proc_macro::TokenStream;
 
