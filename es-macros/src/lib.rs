@@ -36,7 +36,7 @@ fn with_fallback(
 /// | `name = "MoneyDeposited"` | `#[event(...)]` | stored event-type name; default: the type's name. Keep it stable once events are stored. ASCII letter first, then letters, digits, `_ - . :` |
 /// | `version = 3` | `#[event(...)]` | current schema version; default 1 |
 /// | `upcast(from = 1, with = path::to::f)` | `#[event(...)]`, repeatable | migrates a payload stored at version 1 to version 2 with `fn f(serde_json::Value) -> Result<serde_json::Value, UpcastError>` |
-/// | `upcast(from = 1, via = OldV1)` | `#[event(...)]`, repeatable | decodes a version-1 payload as `OldV1` and converts it with `From<OldV1>` into the next version's type: the `via` type of step 2, or the event itself when 2 is current |
+/// | `upcast(from = 1, via = OldV1)` | `#[event(...)]`, repeatable | decodes a version-1 payload as `OldV1` (`Deserialize`) and converts it with `From<OldV1>` into the next version's type: the `via` type of step 2 (which must then also be `Serialize`), or the event itself when 2 is current |
 /// | `aliases("FundsAdded", ...)` | `#[event(...)]` | older names this event was stored under; read, never written |
 /// | `crate = "path"` | `#[event(...)]` | path to `es_core` if you renamed the dependency |
 ///
@@ -138,13 +138,15 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// | attribute | where | meaning |
 /// |---|---|---|
 /// | `event_enum = AccountEvent` | `#[applies(...)]` | name of the generated enum; default `{Aggregate}Event` |
-/// | `vis = "pub(crate)"` | `#[applies(...)]` | visibility of the enum; default `pub` |
+/// | `vis = "pub(crate)"` | `#[applies(...)]` | visibility of the enum; default `pub`. Not narrower than the aggregate's own: the enum is its `Aggregate::Event` |
 /// | `derive(Debug, Clone, PartialEq)` | `#[applies(...)]` | derives on the enum, replacing the default `Debug, Clone` (`derive()` for none) |
 /// | `crate = "path"` | `#[applies(...)]` | path to `es_core` if you renamed the dependency |
 ///
 /// Checked at compile time: handler signatures (`&mut self`, one `&Event` argument, no return
-/// value, not generic/async/const/unsafe); every argument type implements `Event`; no two
-/// handlers for one event; no two events of the aggregate share a stored name or alias.
+/// value, not generic/async/const/unsafe/extern); every argument type implements `Event`; no
+/// two handlers for one event, nor two event types with the same name (they would be the same
+/// variant); no two events of the aggregate share a stored name or alias. With the default
+/// derives, the event types must be `Debug` and `Clone` too.
 ///
 /// The generated dispatch, written by hand:
 ///
