@@ -48,6 +48,32 @@ impl<Old, New: From<Old>> UpcastFrom<Old> for New {
     }
 }
 
+/// The `via` type of a middle step (`upcast(from = 2, via = V2)` when 2 is not the last
+/// version before the current one): step 1 converts into it and encodes it again.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is converted into and encoded again by the step before it, so it needs `Serialize`",
+    label = "the previous `via` step converts into `{Self}` and encodes it",
+    note = "add `#[derive(Serialize, Deserialize)]` to `{Self}`"
+)]
+pub trait ViaEncode {
+    /// Encodes this intermediate shape for the next step.
+    fn encode_via(&self) -> Result<Value, UpcastError>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize> ViaEncode for T {
+    #[inline]
+    fn encode_via(&self) -> Result<Value, UpcastError> {
+        Ok(serde_json::to_value(self)?)
+    }
+}
+
+/// Encodes the result of a last `via` step: the event itself.
+#[inline]
+pub fn encode_event<E: crate::Event>(event: &E) -> Result<Value, UpcastError> {
+    Ok(serde_json::to_value(event)?)
+}
+
 /// `a == b` for string slices, in const context.
 pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

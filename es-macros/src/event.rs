@@ -334,16 +334,17 @@ fn generate(input: &syn::DeriveInput, attrs: &EventAttrs) -> TokenStream {
         TokenStream::new()
     } else {
         // The type a `via` step converts into: the next step's `via` type, or the event.
-        let via_target = |from: u32| -> TokenStream {
+        // The type a `via` step converts into: the next step's `via` type, or the event.
+        let via_target = |from: u32| -> Option<&syn::Type> {
             match attrs
                 .steps
                 .iter()
                 .find(|s| s.from == from + 1)
                 .map(|s| &s.kind)
             {
-                Some(StepKind::Via(ty)) if from + 1 < attrs.version => quote!(#ty),
-                // validate_chain rejected a `with` step after a `via` step.
-                _ => quote!(#ident),
+                Some(StepKind::Via(ty)) if from + 1 < attrs.version => Some(ty),
+                // Otherwise the event: validate_chain rejected a `with` step after a `via` step.
+                _ => None,
             }
         };
         let arms = attrs.steps.iter().map(|step| {
@@ -358,10 +359,21 @@ fn generate(input: &syn::DeriveInput, attrs: &EventAttrs) -> TokenStream {
                     quote!(#from => { #step_fn __es_step(__es_payload) })
                 }
                 StepKind::Via(ty) => {
-                    // Both trait checks are reported on the `via` type.
-                    let target = via_target(from);
+                    // The decode and `From` checks are reported on this step's `via` type.
                     let decode =
                         attr::respan(quote!(<#ty as #private::ViaSource>::decode_via), ty.span());
+                    let (target, encode) = match via_target(from) {
+                        // A middle type is encoded again: reported on that type.
+                        Some(next) => (
+                            quote!(#next),
+                            attr::respan(
+                                quote!(<#next as #private::ViaEncode>::encode_via),
+                                next.span(),
+                            ),
+                        ),
+                        // The event is `Serialize` (the `Event` impl checks that).
+                        None => (quote!(#ident), quote!(#private::encode_event)),
+                    };
                     let convert = attr::respan(
                         quote!(<#target as #private::UpcastFrom<#ty>>::upcast_from),
                         ty.span(),
@@ -369,8 +381,7 @@ fn generate(input: &syn::DeriveInput, attrs: &EventAttrs) -> TokenStream {
                     quote! {
                         #from => {
                             let __es_old = #decode(__es_payload)?;
-                            let __es_new = #convert(__es_old);
-                            #private::core::result::Result::Ok(#private::to_value(&__es_new)?)
+                            #encode(&#convert(__es_old))
                         }
                     }
                 }
