@@ -1,0 +1,171 @@
+//! Schema names and the versioned tables.
+
+use postgres::GenericClient;
+
+use crate::error::Error;
+
+/// The table layout version this code writes and reads.
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+
+/// First key of the advisory lock that serialises migrations (the second is the schema's
+/// hash), so two stores opening at once do not both create the tables.
+const MIGRATION_LOCK: i32 = 0x6573_0001;
+
+/// Checks that `schema` is a plain identifier: ASCII letters, digits and underscores, at
+/// most 63 bytes (PostgreSQL silently truncates longer names).
+pub(crate) fn validate(schema: &str) -> Result<(), Error> {
+    let reason = if schema.is_empty() {
+        "it is empty"
+    } else if schema.len() > 63 {
+        "it is longer than 63 characters"
+    } else if !schema
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        "it contains a character other than an ASCII letter, digit or underscore"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidSchema {
+        schema: schema.to_owned(),
+        reason,
+    })
+}
+
+/// The SQL that takes a schema from version `i` to `i + 1`; `{s}` is the quoted schema.
+fn migration(step: i32, s: &str) -> Option<String> {
+    match step {
+        0 => Some(format!(
+            "CREATE TABLE {s}.es_position (
+                 id   boolean PRIMARY KEY DEFAULT true CHECK (id),
+                 last bigint  NOT NULL
+             );
+             INSERT INTO {s}.es_position (id, last) VALUES (true, 0);
+             CREATE TABLE {s}.es_events (
+                 global_position bigint      PRIMARY KEY,
+                 event_id        uuid        NOT NULL,
+                 aggregate_type  text        NOT NULL,
+                 stream_id       text        NOT NULL,
+                 stream_version  bigint      NOT NULL,
+                 event_type      text        NOT NULL,
+                 schema_version  bigint      NOT NULL,
+                 recorded_at     timestamptz NOT NULL,
+                 payload         jsonb       NOT NULL,
+                 metadata        jsonb       NOT NULL,
+                 CONSTRAINT es_events_event_id_key UNIQUE (event_id),
+                 CONSTRAINT es_events_stream_key
+                     UNIQUE (aggregate_type, stream_id, stream_version)
+             );"
+        )),
+        _ => None,
+    }
+}
+
+/// The stored layout version, 0 if the version table does not exist.
+fn stored_version(client: &mut impl GenericClient, schema: &str) -> Result<i32, postgres::Error> {
+    // Ask the catalog tables with a query (an MVCC snapshot), not `to_regclass`: that
+    // consults the backend's catalog cache, which can still miss a schema another session
+    // created while this one waited for the migration lock.
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'es_schema_version')",
+            &[&schema],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let version: Option<i32> = client
+        .query_one(
+            &format!("SELECT max(version) FROM \"{schema}\".es_schema_version"),
+            &[],
+        )?
+        .get(0);
+    Ok(version.unwrap_or(0))
+}
+
+/// Creates the schema and its tables, or migrates them to [`SCHEMA_VERSION`]; refuses a
+/// newer layout.
+pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<(), Error> {
+    let migrate_err = |source| Error::Migrate {
+        schema: schema.to_owned(),
+        source,
+    };
+    // Fast path, without locks or DDL: the usual case of an up-to-date schema.
+    let found = stored_version(client, schema).map_err(migrate_err)?;
+    check_not_newer(found, schema)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+
+    let mut tx = client.transaction().map_err(migrate_err)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&MIGRATION_LOCK, &schema],
+    )
+    .map_err(migrate_err)?;
+    // Another store may have migrated while this one waited for the lock.
+    let found = stored_version(&mut tx, schema).map_err(migrate_err)?;
+    check_not_newer(found, schema)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let quoted = format!("\"{schema}\"");
+    let schema_exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .map_err(migrate_err)?
+        .get(0);
+    if !schema_exists {
+        tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
+            .map_err(migrate_err)?;
+    }
+    if found == 0 {
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {quoted}.es_schema_version (version integer NOT NULL)"
+        ))
+        .map_err(migrate_err)?;
+    }
+    for step in found..SCHEMA_VERSION {
+        if let Some(sql) = migration(step, &quoted) {
+            tx.batch_execute(&sql).map_err(migrate_err)?;
+        }
+        tx.execute(
+            &format!("INSERT INTO {quoted}.es_schema_version (version) VALUES ($1)"),
+            &[&(step + 1)],
+        )
+        .map_err(migrate_err)?;
+    }
+    tx.commit().map_err(migrate_err)
+}
+
+fn check_not_newer(found: i32, schema: &str) -> Result<(), Error> {
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            schema: schema.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for ok in ["public", "es", "Tenant_42", "_x", &"a".repeat(63)] {
+            assert!(validate(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a-b", "a b", "x\"; DROP", "é", "a.b", &"a".repeat(64)] {
+            let error = validate(bad).unwrap_err();
+            assert!(error.to_string().contains("ASCII letters"), "{error}");
+        }
+    }
+}

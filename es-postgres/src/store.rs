@@ -1,0 +1,509 @@
+//! [`PostgresStore`]: the [`EventStore`] over PostgreSQL, and [`append_in_transaction`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use es_core::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
+    Uuid,
+};
+use postgres::error::SqlState;
+use postgres::types::Json;
+use postgres::{Client, Config, GenericClient, NoTls, Statement, ToStatement, Transaction};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::row::{self, COLUMNS};
+use crate::schema;
+
+/// How many idle connections a store keeps for reuse.
+const MAX_IDLE_CONNECTIONS: usize = 16;
+
+/// An event store in a PostgreSQL database, in one schema.
+///
+/// Cloning is cheap and clones share a small connection pool: each call takes an idle
+/// connection or opens a new one, and gives it back afterwards (a connection that failed is
+/// dropped instead). The store is `Send + Sync`, so one instance can serve every thread.
+///
+/// Appends are serialised store-wide by a counter row; see the
+/// [crate documentation](crate#the-global-log-and-late-commits) for why.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    schema: String,
+    sql: Statements<String>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A pooled connection with the store's statements prepared on it.
+struct Conn {
+    client: Client,
+    prepared: Statements<Statement>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and uses the event tables in schema `public`,
+    /// creating them if they do not exist and migrating an older layout.
+    ///
+    /// `url` is a `postgres://user:password@host:port/database` URL or a
+    /// `host=... user=... dbname=...` string. Connections are unencrypted (`NoTls`).
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with_schema(url, "public")
+    }
+
+    /// Like [`connect`](PostgresStore::connect), with the event tables in `schema`, which
+    /// is created if it does not exist. Stores in different schemas of one database are
+    /// independent (separate streams, separate global logs).
+    ///
+    /// `schema` must be 1 to 63 ASCII letters, digits and underscores; it is used as a
+    /// quoted identifier, so `Tenant` and `tenant` are two schemas.
+    pub fn connect_with_schema(url: &str, schema: &str) -> Result<Self, Error> {
+        schema::validate(schema)?;
+        let config: Config = url.parse().map_err(|source| Error::InvalidUrl { source })?;
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|source| Error::Connect { source })?;
+        schema::migrate(&mut client, schema)?;
+        let sql = Statements::new(schema);
+        let prepared = sql.prepare(&mut client).map_err(|source| Error::Migrate {
+            schema: schema.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                schema: schema.to_owned(),
+                sql,
+                idle: Mutex::new(vec![Conn { client, prepared }]),
+            }),
+        })
+    }
+
+    /// The schema holding this store's tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// Appends `events` to `stream` inside the caller's transaction, so the events commit
+    /// (or roll back) together with the caller's own writes; see [`append_in_transaction`].
+    ///
+    /// `tx` may belong to any connection to the same database, not only this store's.
+    pub fn append_in_transaction(
+        &self,
+        tx: &mut Transaction<'_>,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        append_with(tx, &self.inner.sql, GiveBack::Yes, stream, expected, events)
+    }
+
+    /// Runs `f` on a pooled connection, opening one if none is idle.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = {
+            let mut idle = lock(&self.inner.idle);
+            // Skip connections the server closed while they sat idle.
+            std::iter::from_fn(|| idle.pop()).find(|conn| !conn.client.is_closed())
+        };
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let mut client = self
+                    .inner
+                    .config
+                    .connect(NoTls)
+                    .map_err(StoreError::backend)?;
+                let prepared = self
+                    .inner
+                    .sql
+                    .prepare(&mut client)
+                    .map_err(StoreError::backend)?;
+                Conn { client, prepared }
+            }
+        };
+        let result = f(&mut conn);
+        // A backend failure may have broken the connection: do not hand it out again.
+        if !conn.client.is_closed() && !matches!(result, Err(StoreError::Backend(_))) {
+            let mut idle = lock(&self.inner.idle);
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+/// Locks the pool. Pushing and popping cannot leave it inconsistent, so a poisoned lock is
+/// still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The store's statements: SQL text with the schema filled in, or the same statements
+/// prepared on one connection (which saves a round trip per statement).
+struct Statements<T> {
+    take_positions: T,
+    give_back_positions: T,
+    last_position: T,
+    stream_version: T,
+    insert: T,
+    read_stream: T,
+    read_all: T,
+}
+
+/// A statement in either form.
+trait Query {
+    type Stmt: ?Sized + ToStatement;
+    fn stmt(&self) -> &Self::Stmt;
+}
+
+impl Query for String {
+    type Stmt = str;
+    fn stmt(&self) -> &str {
+        self
+    }
+}
+
+impl Query for Statement {
+    type Stmt = Statement;
+    fn stmt(&self) -> &Statement {
+        self
+    }
+}
+
+impl Statements<String> {
+    /// Statements for `schema`, which must be valid (see [`schema::validate`]).
+    fn new(schema: &str) -> Self {
+        let s = format!("\"{schema}\"");
+        Self {
+            take_positions: format!(
+                "UPDATE {s}.es_position SET last = last + $1 WHERE id RETURNING last"
+            ),
+            give_back_positions: format!("UPDATE {s}.es_position SET last = last - $1 WHERE id"),
+            last_position: format!("SELECT last FROM {s}.es_position WHERE id"),
+            stream_version: format!(
+                "SELECT coalesce(max(stream_version), 0) FROM {s}.es_events \
+                 WHERE aggregate_type = $1 AND stream_id = $2"
+            ),
+            insert: format!(
+                "INSERT INTO {s}.es_events (global_position, event_id, aggregate_type, stream_id, \
+                 stream_version, event_type, schema_version, recorded_at, payload, metadata) \
+                 SELECT $1::bigint + e.ord - 1, e.event_id, $2::text, $3::text, \
+                        $4::bigint + e.ord, e.event_type, e.schema_version, $5::timestamptz, \
+                        e.payload, e.metadata \
+                 FROM unnest($6::uuid[], $7::text[], $8::bigint[], $9::jsonb[], $10::jsonb[]) \
+                      WITH ORDINALITY \
+                      AS e(event_id, event_type, schema_version, payload, metadata, ord)"
+            ),
+            read_stream: format!(
+                "SELECT {COLUMNS} FROM {s}.es_events \
+                 WHERE aggregate_type = $1 AND stream_id = $2 AND stream_version >= $3 \
+                 ORDER BY stream_version"
+            ),
+            read_all: format!(
+                "SELECT {COLUMNS} FROM {s}.es_events WHERE global_position >= $1 \
+                 ORDER BY global_position LIMIT $2"
+            ),
+        }
+    }
+
+    /// Prepares every statement on `client`.
+    fn prepare(&self, client: &mut Client) -> Result<Statements<Statement>, postgres::Error> {
+        Ok(Statements {
+            take_positions: client.prepare(&self.take_positions)?,
+            give_back_positions: client.prepare(&self.give_back_positions)?,
+            last_position: client.prepare(&self.last_position)?,
+            stream_version: client.prepare(&self.stream_version)?,
+            insert: client.prepare(&self.insert)?,
+            read_stream: client.prepare(&self.read_stream)?,
+            read_all: client.prepare(&self.read_all)?,
+        })
+    }
+}
+
+/// Whether a conflicting append restores the position counter itself. The store's own
+/// appends roll their transaction back instead, which restores it for free.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GiveBack {
+    Yes,
+    No,
+}
+
+/// Appends `events` to `stream` in the store in `schema`, inside the caller's transaction.
+///
+/// This is how to record events atomically with other writes to the same database (a read
+/// model, an outbox row): the events become visible when `tx` commits and vanish if it
+/// rolls back. [`PostgresStore`]'s own appends run exactly this function in a transaction of
+/// their own. The expected version is checked as in [`EventStore::append`].
+///
+/// Like every append, it first takes the store's position counter row lock, which it
+/// holds until `tx` ends: every other append to the store waits meanwhile, so keep such
+/// transactions short. If it returns an error, roll `tx` back (a
+/// [`Conflict`](StoreError::Conflict) leaves the transaction usable and the counter as it
+/// was, but other errors abort the transaction). Under `REPEATABLE READ` or `SERIALIZABLE`
+/// isolation a concurrent append makes it fail with a serialization error: retry the whole
+/// transaction.
+///
+/// ```no_run
+/// use es_core::{ExpectedVersion, Metadata, NewEvent, StreamRef};
+/// use es_postgres::postgres::{Client, NoTls};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client = Client::connect("postgres://es:es@localhost/es", NoTls)?;
+/// let mut tx = client.transaction()?;
+/// tx.execute("UPDATE balances SET total = total + 5 WHERE id = 'acc-1'", &[])?;
+/// let event = NewEvent::new("Deposited", 1, serde_json::json!({ "amount": 5 }), Metadata::new());
+/// let stream = StreamRef::new("Account", "acc-1");
+/// es_postgres::append_in_transaction(&mut tx, "public", stream, ExpectedVersion::Exact(1), &[event])?;
+/// tx.commit()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn append_in_transaction(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendOutcome, StoreError> {
+    schema::validate(schema).map_err(|e| StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: e.to_string(),
+    })?;
+    append_with(
+        tx,
+        &Statements::new(schema),
+        GiveBack::Yes,
+        stream,
+        expected,
+        events,
+    )
+}
+
+/// Stream versions and positions as PostgreSQL stores them (`bigint`); values beyond
+/// `i64::MAX` saturate, which only matters for "read from" bounds no store reaches.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn stored_u64(value: i64, stream: StreamRef<'_>, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        stream: stream.to_key(),
+        version: 0,
+        event_type: String::new(),
+        reason: format!("the stored {what} is {value}, which is negative"),
+    })
+}
+
+fn current_version<Q: Query>(
+    client: &mut impl GenericClient,
+    sql: &Statements<Q>,
+    stream: StreamRef<'_>,
+) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(
+            sql.stream_version.stmt(),
+            &[&stream.aggregate_type, &stream.id],
+        )
+        .map_err(StoreError::backend)?;
+    let version: i64 = row.try_get(0).map_err(StoreError::backend)?;
+    stored_u64(version, stream, "stream version")
+}
+
+/// The append itself; see [`append_in_transaction`].
+fn append_with<Q: Query>(
+    tx: &mut Transaction<'_>,
+    sql: &Statements<Q>,
+    give_back: GiveBack,
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendOutcome, StoreError> {
+    if events.is_empty() {
+        // Nothing to write: check the expectation, report the next position, lock nothing.
+        let current = current_version(tx, sql, stream)?;
+        if !expected.is_satisfied_by(current) {
+            return Err(StoreError::conflict(stream, expected, current));
+        }
+        let last: i64 = tx
+            .query_one(sql.last_position.stmt(), &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(StoreError::backend)?;
+        let next = stored_u64(last, stream, "last global position")? + 1;
+        return Ok(AppendOutcome {
+            stream_version: current,
+            global_positions: next..next,
+        });
+    }
+
+    let count = i64::try_from(events.len()).map_err(|_| StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: format!("a batch of {} events is too large", events.len()),
+    })?;
+    // 1. Take the positions. The counter row stays locked until the transaction ends, so
+    //    appends commit in position order: see the crate docs.
+    let last: i64 = tx
+        .query_one(sql.take_positions.stmt(), &[&count])
+        .and_then(|row| row.try_get(0))
+        .map_err(StoreError::backend)?;
+    let first = last - count + 1;
+    // 2. Check the expectation. No other append can run until this transaction ends.
+    let current = current_version(tx, sql, stream)?;
+    if !expected.is_satisfied_by(current) {
+        if give_back == GiveBack::Yes {
+            // Leave the counter as it was, in case the caller commits its transaction anyway.
+            tx.execute(sql.give_back_positions.stmt(), &[&count])
+                .map_err(StoreError::backend)?;
+        }
+        return Err(StoreError::conflict(stream, expected, current));
+    }
+    // 3. Insert the batch in one statement.
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_ref()).collect();
+    let versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
+    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    let metadata: Vec<Json<&es_core::Metadata>> =
+        events.iter().map(|e| Json(&e.metadata)).collect();
+    let recorded_at = SystemTime::now();
+    let current_sql = sql_int(current);
+    tx.execute(
+        sql.insert.stmt(),
+        &[
+            &first,
+            &stream.aggregate_type,
+            &stream.id,
+            &current_sql,
+            &recorded_at,
+            &ids,
+            &types,
+            &versions,
+            &payloads,
+            &metadata,
+        ],
+    )
+    .map_err(|e| insert_error(e, stream, expected, current))?;
+    Ok(AppendOutcome {
+        stream_version: current + events.len() as u64,
+        global_positions: first.unsigned_abs()..last.unsigned_abs() + 1,
+    })
+}
+
+/// Maps an insert failure: a duplicate event id is the caller's mistake; a duplicate
+/// stream version (only possible if something bypassed the counter lock) is a conflict.
+fn insert_error(
+    error: postgres::Error,
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    current: u64,
+) -> StoreError {
+    let Some(db) = error
+        .as_db_error()
+        .filter(|db| *db.code() == SqlState::UNIQUE_VIOLATION)
+    else {
+        if error.code() == Some(&SqlState::UNTRANSLATABLE_CHARACTER) {
+            return StoreError::Invalid {
+                stream: stream.to_key(),
+                reason: format!(
+                    "PostgreSQL cannot store this JSON ({error}); jsonb holds no \\u0000 characters"
+                ),
+            };
+        }
+        return StoreError::backend(error);
+    };
+    match db.constraint() {
+        Some("es_events_event_id_key") => StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: format!(
+                "an event id is already stored ({}); give every new event a fresh id",
+                db.detail().unwrap_or("duplicate event id")
+            ),
+        },
+        Some("es_events_stream_key") => StoreError::Conflict {
+            stream: stream.to_key(),
+            expected,
+            // The transaction is aborted, so the actual version cannot be re-read; it is
+            // at least one past what this append saw.
+            actual: current + 1,
+        },
+        _ => StoreError::backend(error),
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn append(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction().map_err(StoreError::backend)?;
+            // A conflict drops `tx`, rolling back the counter update.
+            let outcome = append_with(
+                &mut tx,
+                &conn.prepared,
+                GiveBack::No,
+                stream,
+                expected,
+                events,
+            )?;
+            tx.commit().map_err(StoreError::backend)?;
+            Ok(outcome)
+        })
+    }
+
+    fn read_stream(
+        &self,
+        stream: StreamRef<'_>,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = sql_int(from_version);
+        self.with_conn(|conn| {
+            conn.client
+                .query(
+                    &conn.prepared.read_stream,
+                    &[&stream.aggregate_type, &stream.id, &from],
+                )
+                .map_err(StoreError::backend)?
+                .iter()
+                .map(row::decode)
+                .collect()
+        })
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let from = sql_int(from_position);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(|conn| {
+            conn.client
+                .query(&conn.prepared.read_all, &[&from, &limit])
+                .map_err(StoreError::backend)?
+                .iter()
+                .map(row::decode)
+                .collect()
+        })
+    }
+
+    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        self.with_conn(|conn| current_version(&mut conn.client, &conn.prepared, stream))
+    }
+}

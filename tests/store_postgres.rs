@@ -1,0 +1,355 @@
+//! The conformance suite and the catch-up tests against PostgreSQL.
+//!
+//! Needs a server: set `ES_POSTGRES_URL` (e.g. `eval "$(bash .ci/postgres.sh)"`). Without
+//! it the tests are skipped with a message, except under CI (`CI` set), where they fail.
+//! Every test works in a fresh schema, dropped afterwards, so tests never see each other's
+//! events.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use es_core::{EventStore, ExpectedVersion, StreamRef};
+use es_postgres::PostgresStore;
+use es_postgres::postgres::{Client, NoTls};
+use es_suite::conformance::{Fixture, events, read_everything};
+
+/// The server URL, or `None` (with a message) when the tests should be skipped.
+fn url() -> Option<String> {
+    match std::env::var("ES_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "ES_POSTGRES_URL is not set, but the PostgreSQL tests are required in CI: \
+             start a server (`eval \"$(bash .ci/postgres.sh)\"`) and export its URL"
+        ),
+        _ => {
+            eprintln!(
+                "skipping: ES_POSTGRES_URL is not set (run `eval \"$(bash .ci/postgres.sh)\"` \
+                 to start a local PostgreSQL and set it)"
+            );
+            None
+        }
+    }
+}
+
+/// A schema name no other test (or test run) uses.
+fn fresh_schema() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "es_test_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Drops its schema when the test ends.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let dropped = Client::connect(&self.url, NoTls).and_then(|mut client| {
+            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+        });
+        if let Err(error) = dropped {
+            eprintln!("could not drop test schema {}: {error}", self.name);
+        }
+    }
+}
+
+type Store = Fixture<PostgresStore, Schema>;
+
+fn make() -> Store {
+    let url = url().expect("the caller checked that the server is configured");
+    let name = fresh_schema();
+    let store = PostgresStore::connect_with_schema(&url, &name).expect("connect to PostgreSQL");
+    Fixture::new(store, Schema { url, name })
+}
+
+fn client(store: &Store) -> Client {
+    Client::connect(&store.guard().url, NoTls).expect("connect a second client")
+}
+
+/// `jsonb` cannot hold invalid JSON, so the damage is metadata of the wrong shape.
+fn corrupt(store: &Store, stream: StreamRef<'_>, version: u64) {
+    let changed = client(store)
+        .execute(
+            &format!(
+                "UPDATE \"{}\".es_events SET metadata = '{{\"correlation_id\": 42}}' \
+                 WHERE aggregate_type = $1 AND stream_id = $2 AND stream_version = $3",
+                store.guard().name
+            ),
+            &[&stream.aggregate_type, &stream.id, &(version as i64)],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "the row to corrupt exists");
+}
+
+es_suite::conformance_tests! {
+    make: make,
+    enabled: url().is_some(),
+    durable: { corrupt: corrupt },
+}
+
+/// Holds one append's transaction open, starts a second append, then ends the first with
+/// `finish` (commit or roll back). Returns what a global-log reader saw while the first was
+/// open, and the store.
+fn late_commit(commit: bool) -> Option<(Store, Vec<es_core::RecordedEvent>)> {
+    url()?;
+    let store = make();
+    let first = StreamRef::new("Late", "first");
+    let second = StreamRef::new("Late", "second");
+    let mut other = client(&store);
+    let mut tx = other.transaction().unwrap();
+    let held = es_postgres::append_in_transaction(
+        &mut tx,
+        store.store().schema(),
+        first,
+        ExpectedVersion::NoStream,
+        &events(1, 2),
+    )
+    .unwrap();
+    assert_eq!(held.global_positions, 1..3);
+
+    let second_done = AtomicBool::new(false);
+    let seen_while_open = thread::scope(|scope| {
+        let appender = scope.spawn(|| {
+            let outcome = store
+                .append(second, ExpectedVersion::NoStream, &events(10, 1))
+                .unwrap();
+            second_done.store(true, Ordering::SeqCst);
+            outcome
+        });
+        // The second append needs the counter row the first one holds: it cannot finish
+        // while the first transaction is open, so this is never a false failure.
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            !second_done.load(Ordering::SeqCst),
+            "the second append finished while the first held the position counter"
+        );
+        let seen = store.read_all(0, 100).unwrap();
+        assert!(
+            seen.is_empty(),
+            "uncommitted events are invisible: {seen:?}"
+        );
+
+        if commit {
+            tx.commit().unwrap();
+        } else {
+            tx.rollback().unwrap();
+        }
+        let outcome = appender.join().unwrap();
+        let expected_position = if commit { 3 } else { 1 };
+        assert_eq!(
+            outcome.global_positions,
+            expected_position..expected_position + 1
+        );
+        seen
+    });
+    Some((store, seen_while_open))
+}
+
+#[test]
+fn a_late_commit_is_not_skipped_by_a_reader() {
+    let Some((store, seen_while_open)) = late_commit(true) else {
+        return;
+    };
+    // The reader carries on from where it was (nothing seen: position 1).
+    let from = seen_while_open.last().map_or(1, |e| e.global_position + 1);
+    let seen: Vec<(u64, &str, u64)> = store
+        .read_all(from, 100)
+        .unwrap()
+        .iter()
+        .map(|e| (e.global_position, e.stream_id.as_str(), e.stream_version))
+        .map(|(p, s, v)| (p, if s == "first" { "first" } else { "second" }, v))
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, "first", 1), (2, "first", 2), (3, "second", 1)],
+        "both appends, in commit order, none skipped"
+    );
+}
+
+#[test]
+fn a_rolled_back_append_leaves_no_gap() {
+    let Some((store, seen_while_open)) = late_commit(false) else {
+        return;
+    };
+    assert!(seen_while_open.is_empty());
+    let seen = read_everything(&store);
+    assert_eq!(seen.len(), 1, "only the second append: {seen:?}");
+    assert_eq!(seen[0].stream_id, "second");
+    assert_eq!(seen[0].global_position, 1, "its position was given back");
+    // The next append continues contiguously.
+    let outcome = store
+        .append(
+            StreamRef::new("Late", "first"),
+            ExpectedVersion::NoStream,
+            &events(1, 1),
+        )
+        .unwrap();
+    assert_eq!(outcome.global_positions, 2..3);
+}
+
+#[test]
+fn appends_in_a_caller_transaction_commit_with_it() {
+    if url().is_none() {
+        return;
+    }
+    let store = make();
+    let stream = StreamRef::new("Account", "tx");
+    let mut other = client(&store);
+    let schema = store.store().schema().to_owned();
+    other
+        .batch_execute(&format!(
+            "CREATE TABLE \"{schema}\".balances (id text PRIMARY KEY, total bigint NOT NULL)"
+        ))
+        .unwrap();
+
+    let mut tx = other.transaction().unwrap();
+    tx.execute(
+        &format!("INSERT INTO \"{schema}\".balances VALUES ('tx', 5)"),
+        &[],
+    )
+    .unwrap();
+    store
+        .store()
+        .append_in_transaction(&mut tx, stream, ExpectedVersion::NoStream, &events(1, 1))
+        .unwrap();
+    // A conflict inside the caller's transaction leaves it usable.
+    let conflict = store.store().append_in_transaction(
+        &mut tx,
+        stream,
+        ExpectedVersion::NoStream,
+        &events(2, 1),
+    );
+    assert!(conflict.unwrap_err().is_conflict());
+    tx.commit().unwrap();
+    assert_eq!(store.stream_version(stream).unwrap(), 1);
+    assert_eq!(read_everything(&store)[0].global_position, 1);
+    let total: i64 = other
+        .query_one(&format!("SELECT total FROM \"{schema}\".balances"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 5);
+
+    // Rolled back: neither the row nor the event.
+    let mut tx = other.transaction().unwrap();
+    tx.execute(&format!("UPDATE \"{schema}\".balances SET total = 99"), &[])
+        .unwrap();
+    store
+        .store()
+        .append_in_transaction(&mut tx, stream, ExpectedVersion::Exact(1), &events(2, 1))
+        .unwrap();
+    tx.rollback().unwrap();
+    assert_eq!(store.stream_version(stream).unwrap(), 1);
+    let outcome = store
+        .append(stream, ExpectedVersion::Exact(1), &events(2, 1))
+        .unwrap();
+    assert_eq!(outcome.global_positions, 2..3, "no gap after the rollback");
+
+    let error = es_postgres::append_in_transaction(
+        &mut other.transaction().unwrap(),
+        "bad-schema",
+        stream,
+        ExpectedVersion::Any,
+        &events(3, 1),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("bad-schema"), "{error}");
+}
+
+#[test]
+fn stores_opening_a_new_schema_at_once_all_succeed() {
+    let Some(url) = url() else { return };
+    let name = fresh_schema();
+    let _drop = Schema {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    let stores: Vec<PostgresStore> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PostgresStore::connect_with_schema(&url, &name)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("concurrent first-time creation"))
+            .collect()
+    });
+    let stream = StreamRef::new("Counter", "shared");
+    stores[0]
+        .append(stream, ExpectedVersion::NoStream, &events(1, 1))
+        .unwrap();
+    assert_eq!(stores[3].stream_version(stream).unwrap(), 1);
+}
+
+#[test]
+fn schemas_are_separate_stores() {
+    if url().is_none() {
+        return;
+    }
+    let a = make();
+    let b = make();
+    let stream = StreamRef::new("Counter", "same");
+    a.append(stream, ExpectedVersion::NoStream, &events(1, 2))
+        .unwrap();
+    b.append(stream, ExpectedVersion::NoStream, &events(1, 1))
+        .expect("the other schema has its own streams");
+    assert_eq!(read_everything(&a).len(), 2);
+    assert_eq!(read_everything(&b).len(), 1);
+    assert_eq!(read_everything(&b)[0].global_position, 1);
+}
+
+#[test]
+fn invalid_schema_names_and_urls_are_errors() {
+    let url = url().unwrap_or_else(|| "postgres://nobody@127.0.0.1:1/none".to_owned());
+    for bad in ["", "has-dash", "x\"; DROP TABLE y; --", &"a".repeat(64)] {
+        let error = PostgresStore::connect_with_schema(&url, bad).unwrap_err();
+        assert!(
+            matches!(error, es_postgres::Error::InvalidSchema { .. }),
+            "{bad}: {error:?}"
+        );
+    }
+    let error = PostgresStore::connect("postgres://a:b@host:notaport/db").unwrap_err();
+    assert!(
+        matches!(error, es_postgres::Error::InvalidUrl { .. }),
+        "{error:?}"
+    );
+    assert!(
+        !error.to_string().contains(":b@"),
+        "no password in messages: {error}"
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_an_error() {
+    if url().is_none() {
+        return;
+    }
+    let store = make();
+    let (url, name) = (store.guard().url.clone(), store.guard().name.clone());
+    client(&store)
+        .batch_execute(&format!(
+            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (2)"
+        ))
+        .unwrap();
+    let error = PostgresStore::connect_with_schema(&url, &name).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            es_postgres::Error::SchemaTooNew {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("upgrade es-postgres"), "{error}");
+}
