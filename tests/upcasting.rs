@@ -450,7 +450,7 @@ fn property_upcasting_v1_equals_encoding_the_hand_migrated_value() {
         // an old writer may have added are carried along and ignored by the decoder.
         let amount = rng.amount();
         let mut v1 = json!({ "amount": amount });
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             v1["note"] = Value::String(rng.text());
         }
         let decoded: MoneyDeposited = es_core::decode_event("FundsAdded", 1, &v1).unwrap();

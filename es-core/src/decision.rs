@@ -69,7 +69,7 @@ fn decode_record<Ev: EventEnum>(
         Error::Decode {
             stream: stream.to_key(),
             version: record.stream_version,
-            source,
+            source: Box::new(source),
         }
     })
 }

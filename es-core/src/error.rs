@@ -11,7 +11,8 @@ use crate::store::StoreError;
 /// occur.
 ///
 /// Every variant names the stream involved, and where there is one, the version and event
-/// type, so a log line alone says what to look at.
+/// type, so a log line alone says what to look at. Large sources are boxed so that
+/// `Result<T, Error<E>>` stays small on the happy path.
 #[derive(Debug, thiserror::Error)]
 pub enum Error<E = Infallible> {
     /// The decision rejected the command; nothing was appended.
@@ -47,9 +48,9 @@ pub enum Error<E = Infallible> {
         stream: StreamKey,
         /// The stream version of the event.
         version: u64,
-        /// What went wrong, naming the event type.
+        /// What went wrong, naming the event type (boxed to keep `Result`s small).
         #[source]
-        source: DecodeError,
+        source: Box<DecodeError>,
     },
     /// A new event could not be encoded as JSON.
     #[error("cannot encode event `{event_type}` for {stream}: {source}")]
@@ -81,9 +82,9 @@ pub enum Error<E = Infallible> {
     Store {
         /// The stream.
         stream: StreamKey,
-        /// The store's error.
+        /// The store's error (boxed to keep `Result`s small).
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 

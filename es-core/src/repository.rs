@@ -173,7 +173,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Err(source) => {
                     return Err(Error::Store {
                         stream: stream.to_key(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -185,7 +185,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             .read_stream(stream, 1)
             .map_err(|source| Error::Store {
                 stream: stream.to_key(),
-                source,
+                source: Box::new(source),
             })
     }
 
