@@ -507,3 +507,21 @@ impl EventStore for PostgresStore {
         self.with_conn(|conn| current_version(&mut conn.client, &conn.prepared, stream))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_cheap_to_share_between_threads() {
+        fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+        assert_shareable::<PostgresStore>();
+    }
+
+    #[test]
+    fn statements_quote_the_schema() {
+        let sql = Statements::new("Tenant_1");
+        assert!(sql.insert.contains("INTO \"Tenant_1\".es_events"));
+        assert!(sql.take_positions.starts_with("UPDATE \"Tenant_1\".es_position"));
+    }
+}

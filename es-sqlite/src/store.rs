@@ -354,3 +354,23 @@ impl EventStore for SqliteStore {
         self.with_reader(|conn| current_version(conn, stream))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_cheap_to_share_between_threads() {
+        fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+        assert_shareable::<SqliteStore>();
+    }
+
+    #[test]
+    fn debug_names_the_location_only() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(
+            format!("{store:?}"),
+            "SqliteStore { location: \":memory:\", .. }"
+        );
+    }
+}
