@@ -3,6 +3,4 @@
 //! No `durable` section: the in-memory store keeps no rows another program could damage,
 //! and it does not enforce unique event ids.
 
-es_suite::conformance_tests! {
-    make: es_core::InMemoryStore::new,
-}
+es_suite::conformance_tests!(es_core::InMemoryStore::new);

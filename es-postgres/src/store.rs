@@ -522,6 +522,9 @@ mod tests {
     fn statements_quote_the_schema() {
         let sql = Statements::new("Tenant_1");
         assert!(sql.insert.contains("INTO \"Tenant_1\".es_events"));
-        assert!(sql.take_positions.starts_with("UPDATE \"Tenant_1\".es_position"));
+        assert!(
+            sql.take_positions
+                .starts_with("UPDATE \"Tenant_1\".es_position")
+        );
     }
 }

@@ -5,9 +5,7 @@
 //! so a backend's test file is a few lines:
 //!
 //! ```ignore
-//! es_suite::conformance_tests! {
-//!     make: es_core::InMemoryStore::new,
-//! }
+//! es_suite::conformance_tests!(es_core::InMemoryStore::new);
 //! ```
 //!
 //! Cases that need a durable backend (damaging a stored row, unique event ids) run only when
@@ -103,6 +101,8 @@ impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
 /// Expands to one `#[test]` per conformance case for the store the factory makes.
 ///
 /// ```ignore
+/// es_suite::conformance_tests!(es_core::InMemoryStore::new); // short form: the factory only
+///
 /// es_suite::conformance_tests! {
 ///     make: make_store,                  // required: fn() -> S (or a closure), S: EventStore
 ///     enabled: server_available(),       // optional: a bool expression; false skips each case
@@ -170,6 +170,10 @@ macro_rules! conformance_tests {
                 }
             }
         )*
+    };
+    // The short form: just the factory.
+    ($make:expr $(,)?) => {
+        $crate::conformance_tests! { make: $make }
     };
 }
 
