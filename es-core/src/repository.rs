@@ -93,7 +93,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// The aggregate's events, decoded into their current shape, with their envelopes.
     pub fn history(&self, id: &str) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
-        let records = self.read_stream(stream)?;
+        let records = self.read_stream_from(stream, 1)?;
         let mut state = Versioned::<A>::initial();
         records
             .into_iter()
@@ -131,10 +131,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         F: FnMut(&A) -> Result<R, E>,
     {
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
+        let mut current = self.load_versioned(stream).map_err(Error::widen)?;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut current = self.load_versioned(stream).map_err(Error::widen)?;
             let events = decision::decide(stream, &current, &mut decide)?;
             if events.is_empty() {
                 return Ok(Executed {
@@ -169,6 +169,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                             actual,
                         });
                     }
+                    // Catch up with what other writers appended since our load, rather
+                    // than replaying the whole stream again: a retry costs only the new
+                    // events.
+                    let newer = self
+                        .read_stream_from(stream, current.version + 1)
+                        .map_err(Error::widen)?;
+                    current.replay(stream, &newer).map_err(Error::widen)?;
                 }
                 Err(source) => {
                     return Err(Error::Store {
@@ -180,9 +187,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
     }
 
-    fn read_stream(&self, stream: StreamRef<'_>) -> Result<Vec<RecordedEvent>, Error> {
+    fn read_stream_from(
+        &self,
+        stream: StreamRef<'_>,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, Error> {
         self.store
-            .read_stream(stream, 1)
+            .read_stream(stream, from_version)
             .map_err(|source| Error::Store {
                 stream: stream.to_key(),
                 source: Box::new(source),
@@ -190,7 +201,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     fn load_versioned(&self, stream: StreamRef<'_>) -> Result<Versioned<A>, Error> {
-        let records = self.read_stream(stream)?;
+        let records = self.read_stream_from(stream, 1)?;
         let mut loaded = Versioned::initial();
         loaded.replay(stream, &records)?;
         Ok(loaded)
