@@ -1,6 +1,5 @@
 //! The conformance suite against the in-memory store.
 //!
-//! No `durable` section: the in-memory store keeps no rows another program could damage,
-//! and it does not enforce unique event ids.
+//! No `durable` section: the in-memory store keeps no rows another program could damage.
 
 es_suite::conformance_tests!(es_core::InMemoryStore::new);

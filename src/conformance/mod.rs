@@ -8,7 +8,7 @@
 //! es_suite::conformance_tests!(es_core::InMemoryStore::new);
 //! ```
 //!
-//! Cases that need a durable backend (damaging a stored row, unique event ids) run only when
+//! The case that needs a durable backend (damaging a stored row) runs only when
 //! the invocation provides a `durable` section with a hook that corrupts a stored row:
 //!
 //! ```ignore
@@ -111,8 +111,7 @@ impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
 /// ```
 ///
 /// `corrupt` must make the stored event at `version` of the stream unreadable (for example
-/// write a payload that is not JSON); the `durable` section also adds the unique event id
-/// case, which the in-memory store does not enforce.
+/// write a payload that is not JSON).
 #[macro_export]
 macro_rules! conformance_tests {
     (
@@ -137,11 +136,9 @@ macro_rules! conformance_tests {
             unknown_event_type_is_reported,
             no_lost_update_under_concurrency,
             concurrent_batches_do_not_interleave,
+            event_ids_are_unique,
         );
         $(
-            $crate::conformance_tests!(@cases ($make) ($enabled);
-                event_ids_are_unique,
-            );
             #[test]
             fn corrupt_row_is_reported() {
                 if $enabled {

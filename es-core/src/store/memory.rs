@@ -1,8 +1,10 @@
 //! [`InMemoryStore`]: a thread-safe store that keeps every promise a durable one does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
+
+use uuid::Uuid;
 
 use super::{AppendOutcome, EventStore, ExpectedVersion, StoreError};
 use crate::envelope::{NewEvent, RecordedEvent, StreamRef};
@@ -35,6 +37,8 @@ struct Log {
     events: Vec<RecordedEvent>,
     /// aggregate type -> stream id -> indexes into `events`, in stream order.
     streams: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Every stored event id: ids are unique store-wide, as in the durable stores.
+    event_ids: HashSet<Uuid>,
 }
 
 impl Log {
@@ -93,6 +97,19 @@ impl EventStore for InMemoryStore {
                 global_positions: first_position..first_position,
             });
         }
+        let mut batch_ids = HashSet::with_capacity(events.len());
+        for event in events {
+            if log.event_ids.contains(&event.event_id) || !batch_ids.insert(event.event_id) {
+                return Err(StoreError::Invalid {
+                    stream: stream.to_key(),
+                    reason: format!(
+                        "event id {} is already stored (or repeated in this batch); give every new event a fresh id",
+                        event.event_id
+                    ),
+                });
+            }
+        }
+        log.event_ids.extend(batch_ids);
         let recorded_at = SystemTime::now();
         let first_index = log.events.len();
         log.events
@@ -132,6 +149,7 @@ impl EventStore for InMemoryStore {
         Ok(indexes
             .iter()
             .skip(skip)
+            // Indexes are only ever pushed for events already in `events`: always in bounds.
             .map(|&i| log.events[i].clone())
             .collect())
     }
