@@ -1,7 +1,7 @@
 //! The load -> decide -> append cycle as pure functions, free of I/O.
 //!
-//! [`Repository`](crate::Repository) drives these against a blocking [`EventStore`]
-//! (crate::EventStore); an async driver can drive the very same functions against an async
+//! [`Repository`](crate::Repository) drives these against a blocking
+//! [`EventStore`](crate::EventStore); an async driver can drive the very same functions against an async
 //! store. Nothing here reads a clock, a store or a socket.
 
 use crate::aggregate::Aggregate;
