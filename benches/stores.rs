@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use es_core::{
     Aggregate, Event, EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, Repository,
     StreamRef, applies,
@@ -48,19 +48,23 @@ fn next_id() -> String {
 fn bench_store<S: EventStore>(c: &mut Criterion, name: &str, store: &S) {
     let mut group = c.benchmark_group(format!("append/{name}"));
     for size in [1_u64, 100] {
-        let events = batch(size);
         group.throughput(Throughput::Elements(size));
         group.bench_function(BenchmarkId::new("batch", size), |b| {
-            b.iter(|| {
-                let id = next_id();
-                store
-                    .append(
-                        StreamRef::new("Account", &id),
-                        ExpectedVersion::NoStream,
-                        &events,
-                    )
-                    .expect("append")
-            });
+            // Fresh events (event ids are unique store-wide) and a fresh stream per append,
+            // built outside the timed section.
+            b.iter_batched(
+                || (next_id(), batch(size)),
+                |(id, events)| {
+                    store
+                        .append(
+                            StreamRef::new("Account", &id),
+                            ExpectedVersion::NoStream,
+                            &events,
+                        )
+                        .expect("append")
+                },
+                BatchSize::SmallInput,
+            );
         });
     }
     group.finish();
