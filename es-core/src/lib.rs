@@ -59,6 +59,7 @@
 #![warn(missing_docs)]
 
 mod aggregate;
+pub mod backend;
 mod codec;
 pub mod decision;
 mod envelope;

@@ -6,10 +6,10 @@
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use es_core::{Metadata, RecordedEvent, StoreError, StreamKey, Uuid};
+use es_core::backend::RawRowIdentity;
+use es_core::{RecordedEvent, StoreError, Uuid};
 use postgres::Row;
 use postgres::types::{FromSql, Type};
-use serde_json::Value;
 
 /// The columns [`decode`] expects, in order.
 pub(crate) const COLUMNS: &str = "global_position, event_id, aggregate_type, stream_id, \
@@ -73,102 +73,35 @@ impl RawTimestamp {
 /// Decodes one row selected with [`COLUMNS`].
 pub(crate) fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
     // The identifying columns come first so that every later error can name them.
-    let ids = (
-        row.try_get::<_, String>(2),
-        row.try_get::<_, String>(3),
-        row.try_get::<_, i64>(4),
-        row.try_get::<_, String>(5),
-    );
-    let (aggregate_type, stream_id, stream_version, event_type) = match ids {
-        (Ok(aggregate_type), Ok(stream_id), Ok(version), Ok(event_type)) if version > 0 => (
-            aggregate_type,
-            stream_id,
-            version.unsigned_abs(),
-            event_type,
-        ),
-        (aggregate_type, stream_id, version, event_type) => {
-            let mut problems = Vec::new();
-            let mut readable = |column: &str, value: Result<String, postgres::Error>| {
-                value.unwrap_or_else(|e| {
-                    problems.push(format!("{column}: {e}"));
-                    format!("<unreadable {column}>")
-                })
-            };
-            let aggregate_type = readable("aggregate type", aggregate_type);
-            let id = readable("stream id", stream_id);
-            let event_type = readable("event type", event_type);
-            match &version {
-                Ok(v) if *v > 0 => {}
-                Ok(v) => problems.push(format!("stream version {v} is not positive")),
-                Err(e) => problems.push(format!("stream version: {e}")),
-            }
-            return Err(StoreError::Corrupt {
-                stream: StreamKey { aggregate_type, id },
-                version: version
-                    .ok()
-                    .and_then(|v| u64::try_from(v).ok())
-                    .unwrap_or(0),
-                event_type,
-                reason: problems.join("; "),
-            });
-        }
-    };
-    let corrupt = |reason: String| StoreError::Corrupt {
-        stream: StreamKey {
-            aggregate_type: aggregate_type.clone(),
-            id: stream_id.clone(),
-        },
-        version: stream_version,
-        event_type: event_type.clone(),
-        reason,
-    };
-    let global_position = row
-        .try_get::<_, i64>(0)
-        .map_err(|e| e.to_string())
-        .and_then(|p| u64::try_from(p).map_err(|_| format!("{p} is negative")))
-        .map_err(|reason| corrupt(format!("global position: {reason}")))?;
-    let event_id = row
-        .try_get::<_, Uuid>(1)
-        .map_err(|e| corrupt(format!("event id: {e}")))?;
-    let schema_version = row
-        .try_get::<_, i64>(6)
-        .map_err(|e| e.to_string())
-        .and_then(|v| u32::try_from(v).map_err(|_| format!("{v} is out of range")))
-        .map_err(|reason| corrupt(format!("schema version: {reason}")))?;
-    let recorded_at = row
-        .try_get::<_, RawTimestamp>(7)
-        .map_err(|e| e.to_string())
-        .and_then(|raw| {
-            raw.to_system_time()
-                .ok_or_else(|| format!("{} µs after 2000-01-01 is out of range", raw.0))
-        })
-        .map_err(|reason| corrupt(format!("recorded_at: {reason}")))?;
-    let payload: Value = row
-        .try_get::<_, RawJson<'_>>(8)
-        .map_err(|e| e.to_string())
-        .and_then(|json| serde_json::from_slice(json.0).map_err(|e| e.to_string()))
-        .map_err(|reason| corrupt(format!("payload is not valid JSON: {reason}")))?;
-    let metadata = row
-        .try_get::<_, RawJson<'_>>(9)
-        .map_err(|e| e.to_string())
-        .and_then(|json| match json.0 {
-            // Most events carry no metadata; skip the parser for them.
-            b"{}" => Ok(Metadata::new()),
-            text => serde_json::from_slice(text).map_err(|e| e.to_string()),
-        })
-        .map_err(|reason| corrupt(format!("metadata is not valid: {reason}")))?;
-    Ok(RecordedEvent {
-        event_id,
-        aggregate_type,
-        stream_id,
-        stream_version,
+    let id = RawRowIdentity {
+        aggregate_type: row.try_get::<_, String>(2),
+        stream_id: row.try_get::<_, String>(3),
+        stream_version: row.try_get::<_, i64>(4),
+        event_type: row.try_get::<_, String>(5),
+    }
+    .check()?;
+    let global_position = id.global_position(row.try_get::<_, i64>(0))?;
+    let event_id = id.column("event id", row.try_get::<_, Uuid>(1))?;
+    let schema_version = id.schema_version(row.try_get::<_, i64>(6))?;
+    let recorded_at = id.column(
+        "recorded_at",
+        row.try_get::<_, RawTimestamp>(7)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| {
+                raw.to_system_time()
+                    .ok_or_else(|| format!("{} µs after 2000-01-01 is out of range", raw.0))
+            }),
+    )?;
+    let payload = id.payload(id.column("payload", row.try_get::<_, RawJson<'_>>(8))?.0)?;
+    let metadata = id.metadata(id.column("metadata", row.try_get::<_, RawJson<'_>>(9))?.0)?;
+    Ok(id.into_event(
         global_position,
-        event_type,
+        event_id,
         schema_version,
         recorded_at,
         payload,
         metadata,
-    })
+    ))
 }
 
 #[cfg(test)]

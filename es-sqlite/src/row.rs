@@ -5,7 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use es_core::{Metadata, RecordedEvent, StoreError, StreamKey, Uuid};
+use es_core::backend::RawRowIdentity;
+use es_core::{RecordedEvent, StoreError};
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
 
@@ -36,86 +37,32 @@ fn from_micros(micros: i64) -> Option<SystemTime> {
 /// Decodes one row selected with [`COLUMNS`].
 pub(crate) fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
     // The identifying columns come first so that every later error can name them.
-    let ids = (text(row, 2), text(row, 3), integer(row, 4), text(row, 5));
-    let (aggregate_type, stream_id, stream_version, event_type) = match ids {
-        (Ok(aggregate_type), Ok(stream_id), Ok(version), Ok(event_type)) if version > 0 => (
-            aggregate_type,
-            stream_id,
-            version.unsigned_abs(),
-            event_type,
-        ),
-        (aggregate_type, stream_id, version, event_type) => {
-            let mut problems = Vec::new();
-            let mut readable = |column: &str, value: Result<String, String>| {
-                value.unwrap_or_else(|reason| {
-                    problems.push(format!("{column}: {reason}"));
-                    format!("<unreadable {column}>")
-                })
-            };
-            let aggregate_type = readable("aggregate type", aggregate_type);
-            let id = readable("stream id", stream_id);
-            let event_type = readable("event type", event_type);
-            match &version {
-                Ok(v) if *v > 0 => {}
-                Ok(v) => problems.push(format!("stream version {v} is not positive")),
-                Err(reason) => problems.push(format!("stream version: {reason}")),
-            }
-            return Err(StoreError::Corrupt {
-                stream: StreamKey { aggregate_type, id },
-                version: version
-                    .ok()
-                    .and_then(|v| u64::try_from(v).ok())
-                    .unwrap_or(0),
-                event_type,
-                reason: problems.join("; "),
-            });
-        }
-    };
-    let corrupt = |reason: String| StoreError::Corrupt {
-        stream: StreamKey {
-            aggregate_type: aggregate_type.clone(),
-            id: stream_id.clone(),
-        },
-        version: stream_version,
-        event_type: event_type.clone(),
-        reason,
-    };
-    let global_position = integer(row, 0)
-        .and_then(|p| u64::try_from(p).map_err(|_| format!("{p} is negative")))
-        .map_err(|reason| corrupt(format!("global position: {reason}")))?;
-    let event_id = text(row, 1)
-        .and_then(|id| Uuid::parse_str(&id).map_err(|e| format!("`{id}`: {e}")))
-        .map_err(|reason| corrupt(format!("event id: {reason}")))?;
-    let schema_version = integer(row, 6)
-        .and_then(|v| u32::try_from(v).map_err(|_| format!("{v} is out of range")))
-        .map_err(|reason| corrupt(format!("schema version: {reason}")))?;
-    let recorded_at = integer(row, 7)
-        .and_then(|micros| {
+    let id = RawRowIdentity {
+        aggregate_type: text(row, 2),
+        stream_id: text(row, 3),
+        stream_version: integer(row, 4),
+        event_type: text(row, 5),
+    }
+    .check()?;
+    let global_position = id.global_position(integer(row, 0))?;
+    let event_id = id.event_id_text(text(row, 1))?;
+    let schema_version = id.schema_version(integer(row, 6))?;
+    let recorded_at = id.column(
+        "recorded_at",
+        integer(row, 7).and_then(|micros| {
             from_micros(micros).ok_or_else(|| format!("{micros} µs is out of range"))
-        })
-        .map_err(|reason| corrupt(format!("recorded_at: {reason}")))?;
-    let payload = json_bytes(row, 8)
-        .and_then(|bytes| serde_json::from_slice(bytes).map_err(|e| e.to_string()))
-        .map_err(|reason| corrupt(format!("payload is not valid JSON: {reason}")))?;
-    let metadata = json_bytes(row, 9)
-        .and_then(|bytes| match bytes {
-            // Most events carry no metadata; skip the parser for them.
-            b"{}" => Ok(Metadata::new()),
-            _ => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-        })
-        .map_err(|reason| corrupt(format!("metadata is not valid: {reason}")))?;
-    Ok(RecordedEvent {
-        event_id,
-        aggregate_type,
-        stream_id,
-        stream_version,
+        }),
+    )?;
+    let payload = id.payload(id.column("payload", json_bytes(row, 8))?)?;
+    let metadata = id.metadata(id.column("metadata", json_bytes(row, 9))?)?;
+    Ok(id.into_event(
         global_position,
-        event_type,
+        event_id,
         schema_version,
         recorded_at,
         payload,
         metadata,
-    })
+    ))
 }
 
 fn value<'r>(row: &'r Row<'_>, index: usize) -> Result<ValueRef<'r>, String> {
