@@ -181,50 +181,37 @@ pub trait EventStore: Send + Sync {
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError>;
 }
 
-impl<S: EventStore + ?Sized> EventStore for &S {
-    fn append(
-        &self,
-        stream: StreamRef<'_>,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-    ) -> Result<AppendOutcome, StoreError> {
-        (**self).append(stream, expected, events)
-    }
-    fn read_stream(
-        &self,
-        stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        (**self).read_stream(stream, from_version)
-    }
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        (**self).read_all(from_position, limit)
-    }
-    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
-        (**self).stream_version(stream)
-    }
+/// Implements [`EventStore`] for a pointer to a store by forwarding every call.
+macro_rules! forward_event_store {
+    ($($pointer:ty),+) => {$(
+        impl<S: EventStore + ?Sized> EventStore for $pointer {
+            fn append(
+                &self,
+                stream: StreamRef<'_>,
+                expected: ExpectedVersion,
+                events: &[NewEvent],
+            ) -> Result<AppendOutcome, StoreError> {
+                (**self).append(stream, expected, events)
+            }
+            fn read_stream(
+                &self,
+                stream: StreamRef<'_>,
+                from_version: u64,
+            ) -> Result<Vec<RecordedEvent>, StoreError> {
+                (**self).read_stream(stream, from_version)
+            }
+            fn read_all(
+                &self,
+                from_position: u64,
+                limit: usize,
+            ) -> Result<Vec<RecordedEvent>, StoreError> {
+                (**self).read_all(from_position, limit)
+            }
+            fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+                (**self).stream_version(stream)
+            }
+        }
+    )+};
 }
 
-impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
-    fn append(
-        &self,
-        stream: StreamRef<'_>,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-    ) -> Result<AppendOutcome, StoreError> {
-        (**self).append(stream, expected, events)
-    }
-    fn read_stream(
-        &self,
-        stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        (**self).read_stream(stream, from_version)
-    }
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        (**self).read_all(from_position, limit)
-    }
-    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
-        (**self).stream_version(stream)
-    }
-}
+forward_event_store!(&S, std::sync::Arc<S>, Box<S>);
