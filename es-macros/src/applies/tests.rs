@@ -1,0 +1,379 @@
+//! Expansion tests for `#[applies]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::{expand, expand_impl};
+use crate::test_helpers::{assert_errors, compact, messages};
+
+/// The errors of `#[applies(args)]` on `item`, and the code emitted next to them.
+fn fail(args: TokenStream, item: TokenStream) -> (Vec<String>, String) {
+    let item = syn::parse2(item).expect("test input is an impl block");
+    match expand_impl(args, &item) {
+        Ok(tokens) => panic!("expected errors, got:\n{tokens}"),
+        Err((error, fallback)) => (messages(&error), compact(&fallback)),
+    }
+}
+
+fn pass(args: TokenStream, item: TokenStream) -> String {
+    let item = syn::parse2(item).expect("test input is an impl block");
+    match expand_impl(args, &item) {
+        Ok(tokens) => compact(&tokens),
+        Err((error, _)) => panic!("expected an expansion, got {:?}", messages(&error)),
+    }
+}
+
+fn account(handlers: TokenStream) -> TokenStream {
+    quote! { impl Account { #handlers } }
+}
+
+#[test]
+fn generates_enum_conversions_decoder_and_dispatch() {
+    let out = pass(
+        quote!(),
+        account(quote! {
+            fn opened(&mut self, e: &Opened) {}
+            fn deposited(&mut self, e: &events::Deposited) {}
+        }),
+    );
+    // The user's impl is kept.
+    assert!(
+        out.contains("implAccount{fnopened(&mutself,e:&Opened){}"),
+        "{out}"
+    );
+    assert!(out.contains("#[derive(Debug,Clone)]"), "{out}");
+    assert!(out.contains("pubenumAccountEvent{"), "{out}");
+    assert!(out.contains("Opened(Opened),"), "{out}");
+    assert!(out.contains("Deposited(events::Deposited),"), "{out}");
+    assert!(
+        out.contains(
+            "impl::es_core::__private::core::convert::From<events::Deposited>forAccountEvent"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("impl::es_core::IntoEvents<AccountEvent>forOpened"),
+        "{out}"
+    );
+    assert!(
+        out.contains("impl::es_core::EventEnumforAccountEvent"),
+        "{out}"
+    );
+    assert!(
+        out.contains("AccountEvent::Opened(__es_event)=>self.opened(__es_event),"),
+        "{out}"
+    );
+    assert!(
+        out.contains("AccountEvent::Deposited(__es_event)=>self.deposited(__es_event),"),
+        "{out}"
+    );
+    // One name check for the one pair.
+    assert_eq!(out.matches("name_clash(").count(), 1, "{out}");
+}
+
+#[test]
+fn name_checks_cover_every_pair() {
+    let out = pass(
+        quote!(),
+        account(quote! {
+            fn a(&mut self, e: &A) {}
+            fn b(&mut self, e: &B) {}
+            fn c(&mut self, e: &C) {}
+            fn d(&mut self, e: &D) {}
+        }),
+    );
+    assert_eq!(out.matches("name_clash(").count(), 6, "{out}");
+}
+
+#[test]
+fn options_rename_the_enum_and_replace_its_derives() {
+    let out = pass(
+        quote!(
+            event_enum = Changes,
+            vis = "pub(crate)",
+            derive(Debug, serde::Serialize),
+            crate = "rt"
+        ),
+        account(quote! { fn opened(&mut self, e: &Opened) {} }),
+    );
+    assert!(out.contains("#[derive(Debug,serde::Serialize)]"), "{out}");
+    assert!(out.contains("pub(crate)enumChanges{"), "{out}");
+    assert!(!out.contains("es_core"), "{out}");
+    let none = pass(
+        quote!(derive()),
+        account(quote! { fn opened(&mut self, e: &Opened) {} }),
+    );
+    assert!(!none.contains("#[derive("), "{none}");
+}
+
+#[test]
+fn every_bad_argument_is_reported_in_one_call() {
+    let (errors, _) = fail(
+        quote!(
+            colour = 1,
+            event_enum = A,
+            event_enum = B,
+            vis = "public",
+            crate = "1"
+        ),
+        account(quote! { fn opened(&mut self, e: &Opened) {} }),
+    );
+    assert_errors(
+        &errors,
+        &[
+            "unknown attribute `colour` in `#[applies(...)]`",
+            "duplicate attribute `event_enum`",
+            "`public` is not a visibility",
+            "`1` is not a path",
+        ],
+    );
+}
+
+#[test]
+fn every_bad_handler_is_reported_and_the_good_ones_still_generated() {
+    let (errors, fallback) = fail(
+        quote!(),
+        account(quote! {
+            fn opened(&mut self, e: &Opened) {}
+            fn by_value(&mut self, e: Deposited) {}
+            async fn not_async(&self, e: &Closed) -> u8 { 0 }
+            fn again(&mut self, e: &Opened) {}
+            const LIMIT: u8 = 1;
+        }),
+    );
+    assert_errors(
+        &errors,
+        &[
+            "take the event by shared reference, `&Deposited`",
+            "event handlers cannot be `async`",
+            "event handlers return nothing",
+            "an event handler takes `&mut self`",
+            "event `Opened` already has a handler, `opened`",
+            "only event handlers belong in an `#[applies]` block",
+        ],
+    );
+    assert!(fallback.contains("pubenumAccountEvent{"), "{fallback}");
+    assert!(fallback.contains("Opened(Opened),"), "{fallback}");
+    assert!(!fallback.contains("Closed("), "{fallback}");
+}
+
+#[test]
+fn signature_checks() {
+    let cases = [
+        (
+            quote!(
+                fn f(&mut self) {}
+            ),
+            "takes the event as its one argument",
+        ),
+        (
+            quote!(
+                fn f(e: &E) {}
+            ),
+            "takes `&mut self` first",
+        ),
+        (
+            quote!(
+                fn f(self: &mut Self, e: &E) {}
+            ),
+            "takes `&mut self`",
+        ),
+        (
+            quote!(
+                fn f(&mut self, a: &E, b: &F) {}
+            ),
+            "exactly one argument",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &mut E) {}
+            ),
+            "take the event by shared reference, `&E`",
+        ),
+        (
+            quote!(
+                fn f<T>(&mut self, e: &E) {}
+            ),
+            "cannot be generic",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &E)
+                where
+                    E: Copy,
+                {
+                }
+            ),
+            "cannot be generic",
+        ),
+        (
+            quote!(
+                const fn f(&mut self, e: &E) {}
+            ),
+            "cannot be `const`",
+        ),
+        (
+            quote!(
+                unsafe fn f(&mut self, e: &E) {}
+            ),
+            "cannot be `unsafe`",
+        ),
+        (
+            quote!(
+                extern "C" fn f(&mut self, e: &E) {}
+            ),
+            "cannot be `extern`",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &Vec<E>) {}
+            ),
+            "generic event types are not supported",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &(E, F)) {}
+            ),
+            "named struct or enum type",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &<E as T>::X) {}
+            ),
+            "named struct or enum type",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &dyn E) {}
+            ),
+            "named struct or enum type",
+        ),
+        (
+            quote!(
+                fn f(&mut self, e: &Self) {}
+            ),
+            "cannot be its own event",
+        ),
+        (
+            quote!(
+                fn f(&mut self, (a, b): &(E, F)) {}
+            ),
+            "named struct or enum type",
+        ),
+    ];
+    for (handler, expected) in cases {
+        let (errors, _) = fail(quote!(), account(handler));
+        assert_errors(&errors, &[expected]);
+    }
+    // `-> ()` is no return value.
+    pass(
+        quote!(),
+        account(quote!(
+            fn f(&mut self, e: &E) -> () {}
+        )),
+    );
+}
+
+#[test]
+fn two_types_with_one_name_would_be_one_variant() {
+    let (errors, _) = fail(
+        quote!(),
+        account(quote! {
+            fn a(&mut self, e: &v1::Deposited) {}
+            fn b(&mut self, e: &v2::Deposited) {}
+        }),
+    );
+    assert_errors(&errors, &["would both be the enum variant `Deposited`"]);
+}
+
+#[test]
+fn empty_trait_generic_and_unsafe_impls() {
+    let (errors, fallback) = fail(quote!(), quote! { impl Account {} });
+    assert_errors(&errors, &["needs at least one handler"]);
+    // No handler to generate from: the stub link keeps "has no event handlers" away.
+    assert!(
+        fallback.contains("typeEvent=::es_core::__private::NoEvents;"),
+        "{fallback}"
+    );
+
+    let (errors, fallback) = fail(
+        quote!(),
+        quote! { impl Handles for Account { fn a(&mut self, e: &A) {} } },
+    );
+    assert_errors(&errors, &["not a trait impl"]);
+    assert!(fallback.contains("NoEvents"), "{fallback}");
+
+    let (errors, _) = fail(
+        quote!(),
+        quote! { impl<T> Account<T> { fn a(&mut self, e: &A) {} } },
+    );
+    assert_errors(&errors, &["generic aggregates are not supported"]);
+
+    let (errors, _) = fail(
+        quote!(),
+        quote! { unsafe impl Account { fn a(&mut self, e: &A) {} } },
+    );
+    assert_errors(&errors, &["cannot be `unsafe`"]);
+}
+
+#[test]
+fn odd_self_types_are_errors_not_panics() {
+    for item in [
+        quote! { impl &Account { fn a(&mut self, e: &A) {} } },
+        quote! { impl (A, B) { fn a(&mut self, e: &A) {} } },
+        quote! { impl [u8] { fn a(&mut self, e: &A) {} } },
+        quote! { impl dyn Account { fn a(&mut self, e: &A) {} } },
+        quote! { impl <A as B>::C { fn a(&mut self, e: &A) {} } },
+        quote! { impl Account<u8> { fn a(&mut self, e: &A) {} } },
+    ] {
+        let (errors, _) = fail(quote!(), item);
+        assert_errors(&errors, &["needs a plain, non-generic aggregate type"]);
+    }
+    // Paths and raw identifiers are fine.
+    let out = pass(
+        quote!(),
+        quote! { impl crate::domain::r#Account { fn a(&mut self, e: &r#type) {} } },
+    );
+    assert!(out.contains("pubenumAccountEvent{"), "{out}");
+    assert!(out.contains("r#type(r#type)"), "{out}");
+}
+
+#[test]
+fn not_an_impl_block_keeps_the_item_and_reports_one_error() {
+    for item in [
+        quote! { struct Account { balance: u64 } },
+        quote! { enum Account { A } },
+        quote! { fn account() {} },
+        quote! { mod account {} },
+        quote! { trait Account {} },
+        quote! { const X: u8 = 1; },
+        quote! { macro_rules! m { () => {} } },
+    ] {
+        let out = expand(quote!(), item.clone());
+        let text = compact(&out);
+        assert!(text.starts_with(&compact(&item)), "{text}");
+        assert_eq!(text.matches("compile_error!").count(), 1, "{text}");
+        assert!(text.contains("inherentimplblock"), "{text}");
+    }
+    // Not even an item: still no panic.
+    let out = compact(&expand(quote!(), quote!(1 + 1)));
+    assert_eq!(out.matches("compile_error!").count(), 1, "{out}");
+}
+
+#[test]
+fn errors_are_emitted_with_the_users_impl() {
+    let out = compact(&expand(
+        quote!(colour = 1),
+        account(quote! { fn opened(&mut self, e: &Opened) {} }),
+    ));
+    assert!(
+        out.starts_with("implAccount{fnopened(&mutself,e:&Opened){}}"),
+        "{out}"
+    );
+    assert_eq!(out.matches("compile_error!").count(), 1, "{out}");
+    // The valid handler is still generated: no follow-on "not an event of this aggregate".
+    assert!(
+        out.contains("impl::es_core::IntoEvents<AccountEvent>forOpened"),
+        "{out}"
+    );
+}
