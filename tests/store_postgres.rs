@@ -353,3 +353,67 @@ fn a_newer_schema_is_refused_with_an_error() {
     );
     assert!(error.to_string().contains("upgrade es-postgres"), "{error}");
 }
+
+/// `url` with `key=value` added to the connection parameters, in either URL form.
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let value = value.replace(' ', "%20").replace('=', "%3D");
+        format!("{url}{separator}{key}={value}")
+    } else {
+        format!("{url} {key}='{value}'")
+    }
+}
+
+#[test]
+fn appends_and_migrations_ignore_a_serializable_default() {
+    let Some(url) = url() else { return };
+    let url = with_param(
+        &url,
+        "options",
+        "-c default_transaction_isolation=serializable",
+    );
+    let name = fresh_schema();
+    let _drop = Schema {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    // Sessions really default to SERIALIZABLE.
+    let level: String = Client::connect(&url, NoTls)
+        .unwrap()
+        .query_one("SHOW default_transaction_isolation", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(level, "serializable");
+
+    let stream = StreamRef::new("Counter", "contended");
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|t| {
+                let (url, name) = (&url, &name);
+                scope.spawn(move || {
+                    // Concurrent first-time creation, then concurrent appends.
+                    let store = PostgresStore::connect_with_schema(url, name)
+                        .expect("migration under a serializable default");
+                    for i in 0..10 {
+                        store
+                            .append(stream, ExpectedVersion::Any, &events(t * 100 + i, 1))
+                            .expect("append under a serializable default");
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+    let store = PostgresStore::connect_with_schema(&url, &name).unwrap();
+    assert_eq!(store.stream_version(stream).unwrap(), 60);
+    let positions: Vec<u64> = store
+        .read_all(1, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, (1..=60).collect::<Vec<_>>());
+}

@@ -49,6 +49,12 @@
 //! always a prefix of it, and a rolled-back append gives its positions back (no gaps). The
 //! expected-version check runs after the lock is taken, so it cannot race either.
 //!
+//! That check must see the appends committed while it waited for the lock, which is what
+//! `READ COMMITTED` isolation gives: the store starts its append (and migration)
+//! transactions at `READ COMMITTED` explicitly, whatever the server's or role's
+//! `default_transaction_isolation`. Transactions passed to [`append_in_transaction`] must
+//! be `READ COMMITTED` too.
+//!
 //! The price is that appends are serialised store-wide: one append transaction at a time
 //! per store (per schema), however many streams are involved. An append is a few short
 //! statements, so this allows hundreds to thousands of appends per second; separate

@@ -100,7 +100,13 @@ pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<(),
         return Ok(());
     }
 
-    let mut tx = client.transaction().map_err(migrate_err)?;
+    // READ COMMITTED whatever the server's default, so the re-check below sees a migration
+    // another session committed while this one waited for the lock.
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(migrate_err)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         &[&MIGRATION_LOCK, &schema],

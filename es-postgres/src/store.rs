@@ -10,7 +10,9 @@ use es_core::{
 };
 use postgres::error::SqlState;
 use postgres::types::Json;
-use postgres::{Client, Config, GenericClient, NoTls, Statement, ToStatement, Transaction};
+use postgres::{
+    Client, Config, GenericClient, IsolationLevel, NoTls, Statement, ToStatement, Transaction,
+};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -256,17 +258,27 @@ enum GiveBack {
 /// holds until `tx` ends: every other append to the store waits meanwhile, so keep such
 /// transactions short. If it returns an error, roll `tx` back (a
 /// [`Conflict`](StoreError::Conflict) leaves the transaction usable and the counter as it
-/// was, but other errors abort the transaction). Under `REPEATABLE READ` or `SERIALIZABLE`
-/// isolation a concurrent append makes it fail with a serialization error: retry the whole
-/// transaction.
+/// was, but other errors abort the transaction).
+///
+/// `tx` must run at `READ COMMITTED` isolation (PostgreSQL's default, but a server or role
+/// may change `default_transaction_isolation`): the expected-version check relies on seeing
+/// the appends that committed while this one waited for the counter lock. Under
+/// `REPEATABLE READ` or `SERIALIZABLE` a concurrent append makes it fail with a
+/// serialization error instead. This is not checked (that would cost a round trip per
+/// append); start the transaction with
+/// `client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()` if
+/// you are not sure of the default.
 ///
 /// ```no_run
 /// use es_core::{ExpectedVersion, Metadata, NewEvent, StreamRef};
-/// use es_postgres::postgres::{Client, NoTls};
+/// use es_postgres::postgres::{Client, IsolationLevel, NoTls};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut client = Client::connect("postgres://es:es@localhost/es", NoTls)?;
-/// let mut tx = client.transaction()?;
+/// let mut tx = client
+///     .build_transaction()
+///     .isolation_level(IsolationLevel::ReadCommitted)
+///     .start()?;
 /// tx.execute("UPDATE balances SET total = total + 5 WHERE id = 'acc-1'", &[])?;
 /// let event = NewEvent::new("Deposited", 1, serde_json::json!({ "amount": 5 }), Metadata::new());
 /// let stream = StreamRef::new("Account", "acc-1");
@@ -453,7 +465,14 @@ impl EventStore for PostgresStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
         self.with_conn(|conn| {
-            let mut tx = conn.client.transaction().map_err(StoreError::backend)?;
+            // READ COMMITTED whatever the server's default: the expected-version check must
+            // see the appends committed while this one waited for the counter row lock.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .map_err(StoreError::backend)?;
             // A conflict drops `tx`, rolling back the counter update.
             let outcome = append_with(
                 &mut tx,
