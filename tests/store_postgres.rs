@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use es_core::{EventStore, ExpectedVersion, StreamRef};
-use es_postgres::PostgresStore;
 use es_postgres::postgres::{Client, NoTls};
+use es_postgres::{Options, PostgresStore};
 use es_suite::conformance::{Fixture, events, read_everything};
 
 /// The server URL, or `None` (with a message) when the tests should be skipped.
@@ -416,4 +416,158 @@ fn appends_and_migrations_ignore_a_serializable_default() {
         .map(|e| e.global_position)
         .collect();
     assert_eq!(positions, (1..=60).collect::<Vec<_>>());
+}
+
+/// A store in a fresh schema whose connections carry a unique `application_name`, so
+/// `pg_stat_activity` shows exactly this store's sessions. Returns the name too.
+fn make_named(options: Options) -> Option<(Store, String)> {
+    let url = url()?;
+    let name = fresh_schema();
+    let app = format!("{name}_app");
+    let store = PostgresStore::connect_with_options(
+        &with_param(&url, "application_name", &app),
+        &name,
+        options,
+    )
+    .expect("connect to PostgreSQL");
+    Some((Fixture::new(store, Schema { url, name }), app))
+}
+
+fn sessions_of(monitor: &mut Client, app: &str) -> i64 {
+    monitor
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn the_pool_never_opens_more_than_max_connections() {
+    let Some((store, app)) = make_named(Options::new().max_connections(2)) else {
+        return;
+    };
+    let mut monitor = client(&store);
+    let done = AtomicBool::new(false);
+    let most = thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut most = 0;
+            while !done.load(Ordering::SeqCst) {
+                most = most.max(sessions_of(&mut monitor, &app));
+                thread::sleep(Duration::from_millis(2));
+            }
+            most
+        });
+        let appenders: Vec<_> = (0..8)
+            .map(|t| {
+                let store = &store;
+                scope.spawn(move || {
+                    let id = format!("s{t}");
+                    let stream = StreamRef::new("Counter", &id);
+                    for i in 0..15 {
+                        store
+                            .append(stream, ExpectedVersion::Exact(i), &events(i + 1, 1))
+                            .expect("append through a bounded pool");
+                        assert_eq!(store.read_stream(stream, 1).unwrap().len() as u64, i + 1);
+                    }
+                })
+            })
+            .collect();
+        for appender in appenders {
+            appender.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    assert!(most >= 1, "the watcher saw the store's sessions");
+    assert!(
+        most <= 2,
+        "{most} sessions open, more than max_connections = 2"
+    );
+    assert_eq!(read_everything(&store).len(), 8 * 15);
+    assert!(sessions_of(&mut client(&store), &app) <= 2);
+}
+
+/// Kills every session of `app` server-side and waits until they are gone.
+fn kill_sessions(monitor: &mut Client, app: &str) {
+    monitor
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .unwrap();
+    for _ in 0..200 {
+        if sessions_of(monitor, app) == 0 {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the sessions of {app} were not terminated");
+}
+
+#[test]
+fn idle_connections_the_server_dropped_are_replaced() {
+    let options = Options::new()
+        .max_connections(3)
+        .check_idle_after(Duration::from_millis(100));
+    let Some((store, app)) = make_named(options) else {
+        return;
+    };
+    let stream = StreamRef::new("Counter", "revived");
+    // Put several connections in the pool.
+    thread::scope(|scope| {
+        for t in 0..3 {
+            let store = &store;
+            scope.spawn(move || {
+                let id = format!("warm{t}");
+                store
+                    .append(
+                        StreamRef::new("Counter", &id),
+                        ExpectedVersion::Any,
+                        &events(t + 1, 1),
+                    )
+                    .unwrap();
+            });
+        }
+    });
+    let mut monitor = client(&store);
+    assert!(sessions_of(&mut monitor, &app) >= 1);
+    kill_sessions(&mut monitor, &app);
+    thread::sleep(Duration::from_millis(200));
+
+    // Every pooled connection is dead; the store notices and reconnects.
+    store
+        .append(stream, ExpectedVersion::NoStream, &events(10, 1))
+        .expect("append after the server dropped the idle connections");
+    assert_eq!(store.stream_version(stream).unwrap(), 1);
+    assert_eq!(store.read_stream(stream, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn a_failed_connection_frees_its_pool_slot() {
+    // One slot and no idle check: the dead connection is only found by using it.
+    let options = Options::new()
+        .max_connections(1)
+        .check_idle_after(Duration::from_secs(3600));
+    let Some((store, app)) = make_named(options) else {
+        return;
+    };
+    let stream = StreamRef::new("Counter", "slot");
+    store
+        .append(stream, ExpectedVersion::NoStream, &events(1, 1))
+        .unwrap();
+    kill_sessions(&mut client(&store), &app);
+    let error = store
+        .append(stream, ExpectedVersion::Exact(1), &events(2, 1))
+        .expect_err("the connection was killed");
+    assert!(
+        matches!(error, es_core::StoreError::Backend(_)),
+        "{error:?}"
+    );
+    // The broken connection was closed and its slot freed: this does not wait forever.
+    store
+        .append(stream, ExpectedVersion::Exact(1), &events(2, 1))
+        .expect("a fresh connection in the freed slot");
+    assert_eq!(store.stream_version(stream).unwrap(), 2);
 }

@@ -3,8 +3,9 @@
 /// A PostgreSQL event store could not connect, or could not create or migrate its tables.
 ///
 /// Errors while appending or reading are [`es_core::StoreError`]s; this type only covers
-/// [`PostgresStore::connect`](crate::PostgresStore::connect) and
-/// [`PostgresStore::connect_with_schema`](crate::PostgresStore::connect_with_schema).
+/// [`PostgresStore::connect`](crate::PostgresStore::connect),
+/// [`PostgresStore::connect_with_schema`](crate::PostgresStore::connect_with_schema) and
+/// [`PostgresStore::connect_with_options`](crate::PostgresStore::connect_with_options).
 /// Messages never repeat the connection URL, which may hold a password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -70,6 +70,18 @@
 //! store. Positions would also have gaps (rolled-back sequence values). The counter row is
 //! simple, evidently correct, and its cost is bounded and visible.
 //!
+//! ## Connections
+//!
+//! A store (and its clones) keeps a pool of at most 16 connections, or as many as
+//! [`Options::max_connections`] says when opened with
+//! [`PostgresStore::connect_with_options`]. A call that finds them all busy waits for one
+//! to be given back rather than opening more, so many threads cannot exhaust the server's
+//! `max_connections`. A connection on which a call failed is closed; one that sat idle for
+//! more than [`Options::check_idle_after`] (5 seconds by default) is checked with a round
+//! trip first and replaced if the server dropped it. Connections report
+//! `application_name` [`DEFAULT_APPLICATION_NAME`] (`es-postgres`) unless the connection
+//! string sets another, so they are easy to find in `pg_stat_activity`.
+//!
 //! ## Appending with your own writes
 //!
 //! [`append_in_transaction`] (or [`PostgresStore::append_in_transaction`]) appends inside
@@ -92,7 +104,7 @@ mod schema;
 mod store;
 
 pub use error::Error;
-pub use store::{PostgresStore, append_in_transaction};
+pub use store::{DEFAULT_APPLICATION_NAME, Options, PostgresStore, append_in_transaction};
 
 /// The `postgres` driver this crate is built with, for opening the connection whose
 /// transaction you pass to [`append_in_transaction`] without a version mismatch.

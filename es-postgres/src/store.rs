@@ -1,8 +1,8 @@
 //! [`PostgresStore`]: the [`EventStore`] over PostgreSQL, and [`append_in_transaction`].
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use es_core::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
@@ -19,14 +19,86 @@ use crate::error::Error;
 use crate::row::{self, COLUMNS};
 use crate::schema;
 
-/// How many idle connections a store keeps for reuse.
-const MAX_IDLE_CONNECTIONS: usize = 16;
+/// The `application_name` a store's connections report to the server (in
+/// `pg_stat_activity`) unless the connection string sets one.
+pub const DEFAULT_APPLICATION_NAME: &str = "es-postgres";
+
+/// How long [`is_valid`](Client::is_valid) may take before an idle connection counts as dead.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How a [`PostgresStore`] manages its connections; pass it to
+/// [`PostgresStore::connect_with_options`].
+///
+/// ```
+/// use std::time::Duration;
+/// let options = es_postgres::Options::new()
+///     .max_connections(4)
+///     .check_idle_after(Duration::from_secs(10));
+/// assert_eq!(options.get_max_connections(), 4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    max_connections: usize,
+    check_idle_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_connections: Options::DEFAULT_MAX_CONNECTIONS,
+            check_idle_after: Options::DEFAULT_CHECK_IDLE_AFTER,
+        }
+    }
+}
+
+impl Options {
+    /// The default for [`max_connections`](Options::max_connections): 16.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+    /// The default for [`check_idle_after`](Options::check_idle_after): 5 seconds.
+    pub const DEFAULT_CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
+
+    /// The defaults: at most 16 connections, checked after 5 seconds idle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `max` connections open at once (0 counts as 1), shared by all clones of
+    /// the store. A call that finds them all busy waits until one is given back, so size
+    /// this to the threads that use the store and to the server's `max_connections`.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// A connection that sat idle in the pool for longer than `after` is checked with a
+    /// round trip to the server before it is used, and replaced if the server dropped it
+    /// (a restart, `idle_session_timeout`, a proxy or firewall closing quiet sessions).
+    /// `Duration::ZERO` checks every connection on every call.
+    pub fn check_idle_after(mut self, after: Duration) -> Self {
+        self.check_idle_after = after;
+        self
+    }
+
+    /// The maximum number of open connections.
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// How long a connection may sit idle before it is checked.
+    pub fn get_check_idle_after(&self) -> Duration {
+        self.check_idle_after
+    }
+}
 
 /// An event store in a PostgreSQL database, in one schema.
 ///
-/// Cloning is cheap and clones share a small connection pool: each call takes an idle
-/// connection or opens a new one, and gives it back afterwards (a connection that failed is
-/// dropped instead). The store is `Send + Sync`, so one instance can serve every thread.
+/// Cloning is cheap and clones share a connection pool of at most
+/// [`Options::max_connections`] connections (16 by default): each call takes an idle
+/// connection, opens one if the pool is below its bound, or else waits for one to be given
+/// back. A connection that failed is closed instead of being given back, and a connection
+/// that sat idle for a while is checked before use. The store is `Send + Sync`, so one
+/// instance can serve every thread.
 ///
 /// Appends are serialised store-wide by a counter row; see the
 /// [crate documentation](crate#the-global-log-and-late-commits) for why.
@@ -39,7 +111,21 @@ struct Inner {
     config: Config,
     schema: String,
     sql: Statements<String>,
-    idle: Mutex<Vec<Conn>>,
+    options: Options,
+    pool: Mutex<Pool>,
+    /// Signalled whenever a connection is given back or a slot is freed.
+    available: Condvar,
+}
+
+/// The connections: `open` counts idle ones and those in use (or being opened).
+struct Pool {
+    idle: Vec<Idle>,
+    open: usize,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
 }
 
 /// A pooled connection with the store's statements prepared on it.
@@ -52,6 +138,7 @@ impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("schema", &self.inner.schema)
+            .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
 }
@@ -73,8 +160,20 @@ impl PostgresStore {
     /// `schema` must be 1 to 63 ASCII letters, digits and underscores; it is used as a
     /// quoted identifier, so `Tenant` and `tenant` are two schemas.
     pub fn connect_with_schema(url: &str, schema: &str) -> Result<Self, Error> {
+        Self::connect_with_options(url, schema, Options::default())
+    }
+
+    /// Like [`connect_with_schema`](PostgresStore::connect_with_schema), with the
+    /// connection pool configured by `options`.
+    ///
+    /// Connections report [`DEFAULT_APPLICATION_NAME`] as their `application_name` unless
+    /// `url` sets one.
+    pub fn connect_with_options(url: &str, schema: &str, options: Options) -> Result<Self, Error> {
         schema::validate(schema)?;
-        let config: Config = url.parse().map_err(|source| Error::InvalidUrl { source })?;
+        let mut config: Config = url.parse().map_err(|source| Error::InvalidUrl { source })?;
+        if config.get_application_name().is_none() {
+            config.application_name(DEFAULT_APPLICATION_NAME);
+        }
         let mut client = config
             .connect(NoTls)
             .map_err(|source| Error::Connect { source })?;
@@ -89,7 +188,15 @@ impl PostgresStore {
                 config,
                 schema: schema.to_owned(),
                 sql,
-                idle: Mutex::new(vec![Conn { client, prepared }]),
+                options,
+                pool: Mutex::new(Pool {
+                    idle: vec![Idle {
+                        conn: Conn { client, prepared },
+                        since: Instant::now(),
+                    }],
+                    open: 1,
+                }),
+                available: Condvar::new(),
             }),
         })
     }
@@ -113,46 +220,101 @@ impl PostgresStore {
         append_with(tx, &self.inner.sql, GiveBack::Yes, stream, expected, events)
     }
 
-    /// Runs `f` on a pooled connection, opening one if none is idle.
+    /// Runs `f` on a pooled connection, waiting for one if all are busy. A connection on
+    /// which `f` failed with a backend error is closed, not given back.
     fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = {
-            let mut idle = lock(&self.inner.idle);
-            // Skip connections the server closed while they sat idle.
-            std::iter::from_fn(|| idle.pop()).find(|conn| !conn.client.is_closed())
+        let mut checkout = self.checkout()?;
+        let Some(conn) = checkout.conn.as_mut() else {
+            return Err(StoreError::backend(
+                "internal error: a checked-out pool slot holds no connection",
+            ));
         };
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => {
-                let mut client = self
-                    .inner
-                    .config
-                    .connect(NoTls)
-                    .map_err(StoreError::backend)?;
-                let prepared = self
-                    .inner
-                    .sql
-                    .prepare(&mut client)
-                    .map_err(StoreError::backend)?;
-                Conn { client, prepared }
-            }
-        };
-        let result = f(&mut conn);
-        // A backend failure may have broken the connection: do not hand it out again.
-        if !conn.client.is_closed() && !matches!(result, Err(StoreError::Backend(_))) {
-            let mut idle = lock(&self.inner.idle);
-            if idle.len() < MAX_IDLE_CONNECTIONS {
-                idle.push(conn);
-            }
+        let result = f(conn);
+        if matches!(result, Err(StoreError::Backend(_))) {
+            // It may have broken the connection (or left it mid-transaction): close it;
+            // dropping `checkout` then frees its slot.
+            checkout.conn = None;
         }
         result
     }
+
+    /// Takes a connection slot and fills it with a live connection.
+    fn checkout(&self) -> Result<Checkout<'_>, StoreError> {
+        let inner = &*self.inner;
+        let mut pool = lock(&inner.pool);
+        loop {
+            if let Some(idle) = pool.idle.pop() {
+                drop(pool);
+                // The slot is ours from here: `checkout` frees it if anything fails.
+                let mut checkout = Checkout { inner, conn: None };
+                let Idle { mut conn, since } = idle;
+                let alive = !conn.client.is_closed()
+                    && (since.elapsed() < inner.options.check_idle_after
+                        || conn.client.is_valid(VALIDATION_TIMEOUT).is_ok());
+                checkout.conn = Some(if alive {
+                    conn
+                } else {
+                    drop(conn);
+                    inner.open()?
+                });
+                return Ok(checkout);
+            }
+            if pool.open < inner.options.max_connections {
+                pool.open += 1;
+                drop(pool);
+                let mut checkout = Checkout { inner, conn: None };
+                checkout.conn = Some(inner.open()?);
+                return Ok(checkout);
+            }
+            pool = inner
+                .available
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
-/// Locks the pool. Pushing and popping cannot leave it inconsistent, so a poisoned lock is
-/// still usable.
+impl Inner {
+    /// Opens a connection and prepares the statements on it.
+    fn open(&self) -> Result<Conn, StoreError> {
+        let mut client = self.config.connect(NoTls).map_err(StoreError::backend)?;
+        let prepared = self.sql.prepare(&mut client).map_err(StoreError::backend)?;
+        Ok(Conn { client, prepared })
+    }
+}
+
+/// One slot of the pool, taken. Dropping it gives the connection back, or, if there is
+/// none (it failed or was never opened), if it is closed or if the thread is panicking,
+/// frees the slot: a slot is never leaked.
+struct Checkout<'a> {
+    inner: &'a Inner,
+    conn: Option<Conn>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .take()
+            .filter(|conn| !conn.client.is_closed() && !std::thread::panicking());
+        let mut pool = lock(&self.inner.pool);
+        match conn {
+            Some(conn) => pool.idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            }),
+            None => pool.open = pool.open.saturating_sub(1),
+        }
+        drop(pool);
+        self.inner.available.notify_one();
+    }
+}
+
+/// Locks the pool. Its updates cannot be interrupted half-way, so a poisoned lock is still
+/// usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
