@@ -18,6 +18,9 @@ pub fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     let mut cx = Ctxt::new();
     check_shape(&mut cx, input);
     let attrs = parse_attrs(&mut cx, input);
+    if attrs.name.is_none() {
+        attr::check_default_name(&mut cx, &input.ident, "an aggregate name", AGGREGATE);
+    }
     cx.check()?;
     Ok(generate(input, &attrs))
 }
@@ -83,14 +86,14 @@ fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
     let name = attrs
         .name
         .as_ref()
-        .map_or_else(|| ident.to_string(), syn::LitStr::value);
+        .map_or_else(|| attr::default_stored_name(ident), syn::LitStr::value);
     // The impl is spanned on the struct's name: a missing `#[applies]` block or `Default`
     // is reported there, once, instead of on the derive and again on the name.
     let handlers = quote!(<#ident as #krate::EventHandlers>);
     let aggregate_impl = attr::respan(
         quote! {
             impl #krate::Aggregate for #ident {
-                const AGGREGATE_TYPE: &'static str = #name;
+                const AGGREGATE_TYPE: &'static #krate::__private::core::primitive::str = #name;
                 type Event = #handlers::Event;
                 #[inline]
                 fn apply(&mut self, __es_event: &Self::Event) {
@@ -128,7 +131,7 @@ mod tests {
         }));
         assert!(out.contains("impl::es_core::AggregateforAccount"), "{out}");
         assert!(
-            out.contains("constAGGREGATE_TYPE:&'staticstr=\"Account\";"),
+            out.contains("constAGGREGATE_TYPE:&'static::es_core::__private::core::primitive::str=\"Account\";"),
             "{out}"
         );
         assert!(

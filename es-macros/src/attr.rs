@@ -266,3 +266,22 @@ mod tests {
         assert_eq!(compact(&respanned), compact(&tokens));
     }
 }
+
+/// The stored name a type gets when its attribute sets none: its identifier, without `r#`.
+pub fn default_stored_name(ident: &syn::Ident) -> String {
+    use syn::ext::IdentExt;
+    ident.unraw().to_string()
+}
+
+/// Checks the default stored name of a type without an explicit `name`, pointing at the
+/// type's name: it must follow the same rule as an explicit one.
+pub fn check_default_name(cx: &mut Ctxt, ident: &syn::Ident, what: &str, attribute: &str) {
+    if let Err(message) = validate_stored_name(&default_stored_name(ident), what) {
+        cx.error_spanned_by(
+            ident,
+            format!(
+                "{message}. Without `name`, the stored name is the type's name: set `#[{attribute}(name = \"...\")]`"
+            ),
+        );
+    }
+}

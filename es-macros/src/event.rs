@@ -57,14 +57,15 @@ pub fn fallback(input: &syn::DeriveInput) -> TokenStream {
     let attrs = parse_attrs(&mut cx, input);
     let krate = &attrs.krate;
     let ident = &input.ident;
-    let name = ident.to_string();
+    let name = attr::default_stored_name(ident);
+    let core = quote!(#krate::__private::core);
     quote! {
         #[doc(hidden)]
         const _: () = {
             #[automatically_derived]
             impl #krate::Event for #ident {
-                const EVENT_TYPE: &'static str = #name;
-                const VERSION: u32 = 1;
+                const EVENT_TYPE: &'static #core::primitive::str = #name;
+                const VERSION: #core::primitive::u32 = 1;
             }
         };
     }
@@ -233,6 +234,9 @@ fn parse_step(cx: &mut Ctxt, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Resu
 /// Cross-attribute checks: the chain covers every version below the current one exactly
 /// once, and aliases do not repeat the name.
 fn validate(cx: &mut Ctxt, attrs: &EventAttrs, ident: &syn::Ident) {
+    if attrs.name.is_none() {
+        attr::check_default_name(cx, ident, "an event name", EVENT);
+    }
     if attrs.chain_known {
         validate_chain(cx, attrs, ident);
     }
@@ -240,7 +244,7 @@ fn validate(cx: &mut Ctxt, attrs: &EventAttrs, ident: &syn::Ident) {
         attrs
             .name
             .as_ref()
-            .map_or_else(|| ident.to_string(), syn::LitStr::value),
+            .map_or_else(|| attr::default_stored_name(ident), syn::LitStr::value),
     ];
     for alias in &attrs.aliases {
         let value = alias.value();
@@ -280,11 +284,19 @@ fn validate_chain(cx: &mut Ctxt, attrs: &EventAttrs, ident: &syn::Ident) {
             ));
         }
     }
-    let missing: Vec<String> = (1..attrs.version)
-        .filter(|v| !seen.contains_key(v))
-        .map(|v| format!("{v} -> {}", v + 1))
-        .collect();
-    if !missing.is_empty() {
+    // `seen` holds only steps below the version, so this count cannot underflow. List the
+    // first few gaps only: a typo such as `version = 3000000000` must stay a quick error.
+    let missing_count = u64::from(attrs.version) - 1 - seen.len() as u64;
+    if missing_count > 0 {
+        const LISTED: usize = 5;
+        let mut missing: Vec<String> = (1..attrs.version)
+            .filter(|v| !seen.contains_key(v))
+            .take(LISTED)
+            .map(|v| format!("{v} -> {}", v + 1))
+            .collect();
+        if missing_count > LISTED as u64 {
+            missing.push(format!("and {} more", missing_count - LISTED as u64));
+        }
         let span = attrs.version_span.unwrap_or_else(|| ident.span());
         cx.syn_error(syn::Error::new(
             span,
@@ -318,16 +330,17 @@ fn generate(input: &syn::DeriveInput, attrs: &EventAttrs) -> TokenStream {
     let ident = &input.ident;
     let krate = &attrs.krate;
     let private = quote!(#krate::__private);
+    let core = quote!(#private::core);
     let name = attrs
         .name
         .as_ref()
-        .map_or_else(|| ident.to_string(), syn::LitStr::value);
+        .map_or_else(|| attr::default_stored_name(ident), syn::LitStr::value);
     let version = attrs.version;
     let aliases = &attrs.aliases;
     let aliases_const = if aliases.is_empty() {
         TokenStream::new()
     } else {
-        quote!(const ALIASES: &'static [&'static str] = &[#(#aliases),*];)
+        quote!(const ALIASES: &'static [&'static #core::primitive::str] = &[#(#aliases),*];)
     };
 
     let upcast_fn = if attrs.steps.is_empty() {
@@ -389,7 +402,7 @@ fn generate(input: &syn::DeriveInput, attrs: &EventAttrs) -> TokenStream {
         });
         quote! {
             fn upcast_step(
-                __es_from: u32,
+                __es_from: #core::primitive::u32,
                 __es_payload: #private::Value,
             ) -> #private::core::result::Result<#private::Value, #private::UpcastError> {
                 match __es_from {
@@ -409,8 +422,8 @@ fn generate(input: &syn::DeriveInput, attrs: &EventAttrs) -> TokenStream {
         const _: () = {
             #[automatically_derived]
             impl #krate::Event for #ident {
-                const EVENT_TYPE: &'static str = #name;
-                const VERSION: u32 = #version;
+                const EVENT_TYPE: &'static #core::primitive::str = #name;
+                const VERSION: #core::primitive::u32 = #version;
                 #aliases_const
                 #upcast_fn
             }
@@ -434,10 +447,15 @@ mod tests {
         let out = output(run(quote! { struct Deposited { amount: u64 } }));
         assert!(out.contains("impl::es_core::EventforDeposited"), "{out}");
         assert!(
-            out.contains("constEVENT_TYPE:&'staticstr=\"Deposited\";"),
+            out.contains(
+                "constEVENT_TYPE:&'static::es_core::__private::core::primitive::str=\"Deposited\";"
+            ),
             "{out}"
         );
-        assert!(out.contains("constVERSION:u32=1u32;"), "{out}");
+        assert!(
+            out.contains("constVERSION:::es_core::__private::core::primitive::u32=1u32;"),
+            "{out}"
+        );
         // No aliases and no steps: the trait's defaults are used.
         assert!(!out.contains("ALIASES"), "{out}");
         assert!(!out.contains("upcast_step"), "{out}");
@@ -465,7 +483,10 @@ mod tests {
             struct Deposited { cents: u64 }
         }));
         assert!(out.contains("=\"MoneyDeposited\";"), "{out}");
-        assert!(out.contains("constVERSION:u32=3u32;"), "{out}");
+        assert!(
+            out.contains("constVERSION:::es_core::__private::core::primitive::u32=3u32;"),
+            "{out}"
+        );
         assert!(out.contains("&[\"FundsAdded\",\"Deposit\"]"), "{out}");
         assert!(
             out.contains("1u32=>{let__es_step:::es_core::__private::UpcastFn=up::one;"),
@@ -683,7 +704,7 @@ mod tests {
         let stub = compact(&fallback(&input));
         assert!(stub.contains("implrt::EventforDeposited"), "{stub}");
         assert!(
-            stub.contains("=\"Deposited\";constVERSION:u32=1;"),
+            stub.contains("=\"Deposited\";constVERSION:rt::__private::core::primitive::u32=1;"),
             "{stub}"
         );
         for input in [

@@ -31,10 +31,13 @@ pub(super) fn generate(
     // A `vis` narrower than the aggregate's makes this associated type leak a private
     // enum: rustc then points at the `vis` string.
     let event_assoc = quote_spanned!(vis_span=> type Event = #enum_ident;);
-    let derives = args
-        .derives
-        .clone()
-        .unwrap_or_else(|| vec![syn::parse_quote!(Debug), syn::parse_quote!(Clone)]);
+    let derives = args.derives.clone().unwrap_or_else(|| {
+        // Absolute paths: a user's `use derive_more::Debug;` must not replace std's.
+        vec![
+            syn::parse_quote!(#core::fmt::Debug),
+            syn::parse_quote!(#core::clone::Clone),
+        ]
+    });
     let derive_attr = if derives.is_empty() {
         TokenStream::new()
     } else {
@@ -153,17 +156,17 @@ pub(super) fn generate(
 
             #[automatically_derived]
             impl #krate::EventEnum for #enum_ident {
-                const EVENT_TYPES: &'static [&'static str] = &[#(#as_event::EVENT_TYPE),*];
+                const EVENT_TYPES: &'static [&'static #core::primitive::str] = &[#(#as_event::EVENT_TYPE),*];
 
                 #[inline]
-                fn event_type(&self) -> &'static str {
+                fn event_type(&self) -> &'static #core::primitive::str {
                     match self {
                         #(Self::#variants(_) => #as_event::EVENT_TYPE,)*
                     }
                 }
 
                 #[inline]
-                fn event_version(&self) -> u32 {
+                fn event_version(&self) -> #core::primitive::u32 {
                     match self {
                         #(Self::#variants(_) => #as_event::VERSION,)*
                     }
@@ -176,8 +179,8 @@ pub(super) fn generate(
                 }
 
                 fn from_stored(
-                    __es_event_type: &str,
-                    __es_version: u32,
+                    __es_event_type: &#core::primitive::str,
+                    __es_version: #core::primitive::u32,
                     __es_payload: &#private::Value,
                 ) -> #core::result::Result<Self, #private::DecodeError> {
                     #(

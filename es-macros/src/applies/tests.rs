@@ -41,7 +41,9 @@ fn generates_enum_conversions_decoder_and_dispatch() {
         out.contains("implAccount{fnopened(&mutself,e:&Opened){}"),
         "{out}"
     );
-    assert!(out.contains("#[derive(Debug,Clone)]"), "{out}");
+    assert!(out.contains(
+        "#[derive(::es_core::__private::core::fmt::Debug,::es_core::__private::core::clone::Clone)]"
+    ), "{out}");
     assert!(out.contains("pubenumAccountEvent{"), "{out}");
     assert!(out.contains("Opened(Opened),"), "{out}");
     assert!(out.contains("Deposited(events::Deposited),"), "{out}");
