@@ -219,6 +219,25 @@ pub fn respan(tokens: impl ToTokens, at: Span) -> proc_macro2::TokenStream {
     respan_stream(tokens.into_token_stream(), Span::call_site().located_at(at))
 }
 
+/// The stored name a type gets when its attribute sets none: its identifier, without `r#`.
+pub fn default_stored_name(ident: &syn::Ident) -> String {
+    use syn::ext::IdentExt;
+    ident.unraw().to_string()
+}
+
+/// Checks the default stored name of a type without an explicit `name`, pointing at the
+/// type's name: it must follow the same rule as an explicit one.
+pub fn check_default_name(cx: &mut Ctxt, ident: &syn::Ident, what: &str, attribute: &str) {
+    if let Err(message) = validate_stored_name(&default_stored_name(ident), what) {
+        cx.error_spanned_by(
+            ident,
+            format!(
+                "{message}. Without `name`, the stored name is the type's name: set `#[{attribute}(name = \"...\")]`"
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proc_macro2::Span;
@@ -264,24 +283,5 @@ mod tests {
         let tokens = quote!(<A as ::rt::Tr<(B, [C; 1])>>::f({ x }));
         let respanned = respan(&tokens, Span::call_site());
         assert_eq!(compact(&respanned), compact(&tokens));
-    }
-}
-
-/// The stored name a type gets when its attribute sets none: its identifier, without `r#`.
-pub fn default_stored_name(ident: &syn::Ident) -> String {
-    use syn::ext::IdentExt;
-    ident.unraw().to_string()
-}
-
-/// Checks the default stored name of a type without an explicit `name`, pointing at the
-/// type's name: it must follow the same rule as an explicit one.
-pub fn check_default_name(cx: &mut Ctxt, ident: &syn::Ident, what: &str, attribute: &str) {
-    if let Err(message) = validate_stored_name(&default_stored_name(ident), what) {
-        cx.error_spanned_by(
-            ident,
-            format!(
-                "{message}. Without `name`, the stored name is the type's name: set `#[{attribute}(name = \"...\")]`"
-            ),
-        );
     }
 }
