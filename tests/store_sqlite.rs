@@ -166,3 +166,21 @@ fn two_stores_on_one_file_share_the_log() {
     .unwrap();
     assert_eq!(a.read_stream(stream, 1).unwrap().len(), 2);
 }
+
+#[test]
+fn a_reader_never_creates_a_database_where_the_file_was_removed() {
+    use es_core::{EventStore, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    let store = SqliteStore::open(&path).unwrap();
+    // Something outside the store removes its files before any reader was opened.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = dir.path().join(format!("{FILE}{suffix}"));
+        if file.exists() {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    let read = store.read_stream(StreamRef::new("Counter", "c"), 1);
+    assert!(matches!(read, Err(StoreError::Backend(_))), "{read:?}");
+    assert!(!path.exists(), "the reader must not create an empty database");
+}

@@ -62,10 +62,14 @@ impl SqliteStore {
     /// Fails with [`Error::SchemaTooNew`] if a newer release of es-sqlite wrote the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let mut conn = open_file(path)?;
+        let mut conn = open_file(path, true)?;
         schema::enable_wal(&conn, path)?;
         schema::migrate(&mut conn, path)?;
-        Ok(Self::from_writer(conn, Some(path.to_owned())))
+        // Readers open the file again later: pin the absolute path now, so a change of the
+        // working directory cannot point them at another file. The writer just created the
+        // file, so this only fails if it vanished since; then the path as given is as good.
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        Ok(Self::from_writer(conn, Some(path)))
     }
 
     /// Opens a fresh, empty event store that lives in memory and disappears with its last
@@ -102,7 +106,8 @@ impl SqliteStore {
         let conn = match pooled {
             Some(conn) => conn,
             None => {
-                let conn = open_file(path).map_err(StoreError::backend)?;
+                // Never create: a missing file means it was removed, not a new store.
+                let conn = open_file(path, false).map_err(StoreError::backend)?;
                 conn.pragma_update(None, "query_only", true)
                     .map_err(backend)?;
                 conn
@@ -120,11 +125,13 @@ impl SqliteStore {
     }
 }
 
-/// Opens a connection to a file database with the store's settings.
-fn open_file(path: &Path) -> Result<Connection, Error> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+/// Opens a connection to a file database with the store's settings, creating the file only
+/// if `create` is set.
+fn open_file(path: &Path, create: bool) -> Result<Connection, Error> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
         path: path.to_owned(),
         source,
