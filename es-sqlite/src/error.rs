@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// A connection setting (WAL mode, `synchronous`, busy timeout) could not be applied.
     #[error(
-        "cannot configure the SQLite event store `{}` ({setting}): {source}; check that the file is on a local file system that supports WAL mode",
+        "cannot configure the SQLite event store `{}` ({setting}): {source}; check that the file is a SQLite database on a local, writable file system and that no other program holds it locked",
         .path.display()
     )]
     Configure {
