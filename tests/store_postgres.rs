@@ -571,3 +571,60 @@ fn a_failed_connection_frees_its_pool_slot() {
         .expect("a fresh connection in the freed slot");
     assert_eq!(store.stream_version(stream).unwrap(), 2);
 }
+
+#[test]
+fn a_damaged_position_counter_is_reported_with_its_repair() {
+    if url().is_none() {
+        return;
+    }
+    let store = make();
+    let schema = store.guard().name.clone();
+    let stream = StreamRef::new("Counter", "damaged");
+    store
+        .append(stream, ExpectedVersion::NoStream, &events(1, 2))
+        .unwrap();
+    let mut other = client(&store);
+    let repair = format!(
+        "UPDATE \"{schema}\".es_position SET last = \
+         (SELECT coalesce(max(global_position), 0) FROM \"{schema}\".es_events)"
+    );
+
+    // Negative: the positions would start below 1.
+    other
+        .batch_execute(&format!("UPDATE \"{schema}\".es_position SET last = -5"))
+        .unwrap();
+    let error = store
+        .append(stream, ExpectedVersion::Exact(2), &events(3, 1))
+        .unwrap_err();
+    assert!(
+        matches!(error, es_core::StoreError::Backend(_)),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("negative"), "{message}");
+    assert!(message.contains(&schema), "{message}");
+    assert!(message.contains(&repair), "{message}");
+
+    // Behind: the positions are already taken.
+    other
+        .batch_execute(&format!("UPDATE \"{schema}\".es_position SET last = 1"))
+        .unwrap();
+    let error = store
+        .append(stream, ExpectedVersion::Exact(2), &events(3, 1))
+        .unwrap_err();
+    assert!(
+        matches!(error, es_core::StoreError::Backend(_)),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("is behind the stored events"), "{message}");
+    assert!(message.contains("global position 2"), "{message}");
+    assert!(message.contains(&repair), "{message}");
+
+    // The repair the messages give works.
+    other.batch_execute(&repair).unwrap();
+    let outcome = store
+        .append(stream, ExpectedVersion::Exact(2), &events(3, 1))
+        .unwrap();
+    assert_eq!(outcome.global_positions, 3..4);
+}

@@ -62,3 +62,41 @@ pub enum Error {
         supported: i32,
     },
 }
+
+/// The `es_position` counter disagrees with the stored events, so an append cannot take
+/// positions from it. Reported inside [`es_core::StoreError::Backend`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CounterError {
+    /// The counter is below zero.
+    #[error(
+        "the es_position counter of schema `{schema}` is negative ({before}), so it cannot hand out global positions (they start at 1); something other than es-postgres changed it: repair it with `{repair}` while no store is appending",
+        repair = repair(schema)
+    )]
+    Negative {
+        /// The schema.
+        schema: String,
+        /// The counter's value before this append.
+        before: i64,
+    },
+    /// The counter handed out a position that is already stored.
+    #[error(
+        "the es_position counter of schema `{schema}` is behind the stored events: it handed out global position {first}, which is already taken ({source}); something other than es-postgres changed it or wrote events: repair it with `{repair}` while no store is appending",
+        repair = repair(schema)
+    )]
+    Behind {
+        /// The schema.
+        schema: String,
+        /// The first position this append took.
+        first: i64,
+        /// The unique violation on `es_events_pkey`.
+        #[source]
+        source: postgres::Error,
+    },
+}
+
+/// The SQL that sets the counter of `schema` back in line with its events.
+fn repair(schema: &str) -> String {
+    format!(
+        "UPDATE \"{schema}\".es_position SET last = (SELECT coalesce(max(global_position), 0) FROM \"{schema}\".es_events)"
+    )
+}

@@ -95,7 +95,10 @@
 //! or timestamp yields [`StoreError::Corrupt`](es_core::StoreError) naming the stream,
 //! version and event type, and the store stays usable. (`jsonb` columns cannot hold
 //! invalid JSON in the first place.) A duplicate event id is refused with
-//! [`StoreError::Invalid`](es_core::StoreError).
+//! [`StoreError::Invalid`](es_core::StoreError). A position counter that was set below
+//! zero or behind the stored events (by hand, or by a tool writing `es_events` directly)
+//! makes appends fail with a [`StoreError::Backend`](es_core::StoreError) that names the
+//! schema and gives the `UPDATE` that repairs it.
 #![warn(missing_docs)]
 
 mod error;

@@ -15,7 +15,7 @@ use postgres::{
 };
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::error::{CounterError, Error};
 use crate::row::{self, COLUMNS};
 use crate::schema;
 
@@ -217,7 +217,15 @@ impl PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
-        append_with(tx, &self.inner.sql, GiveBack::Yes, stream, expected, events)
+        append_with(
+            tx,
+            &self.inner.schema,
+            &self.inner.sql,
+            GiveBack::Yes,
+            stream,
+            expected,
+            events,
+        )
     }
 
     /// Runs `f` on a pooled connection, waiting for one if all are busy. A connection on
@@ -462,6 +470,7 @@ pub fn append_in_transaction(
     })?;
     append_with(
         tx,
+        schema,
         &Statements::new(schema),
         GiveBack::Yes,
         stream,
@@ -503,6 +512,7 @@ fn current_version<Q: Query>(
 /// The append itself; see [`append_in_transaction`].
 fn append_with<Q: Query>(
     tx: &mut Transaction<'_>,
+    schema: &str,
     sql: &Statements<Q>,
     give_back: GiveBack,
     stream: StreamRef<'_>,
@@ -537,6 +547,13 @@ fn append_with<Q: Query>(
         .and_then(|row| row.try_get(0))
         .map_err(StoreError::backend)?;
     let first = last - count + 1;
+    if first < 1 {
+        // Positions start at 1: the counter was negative before this append.
+        return Err(StoreError::backend(CounterError::Negative {
+            schema: schema.to_owned(),
+            before: last - count,
+        }));
+    }
     // 2. Check the expectation. No other append can run until this transaction ends.
     let current = current_version(tx, sql, stream)?;
     if !expected.is_satisfied_by(current) {
@@ -571,7 +588,7 @@ fn append_with<Q: Query>(
             &metadata,
         ],
     )
-    .map_err(|e| insert_error(e, stream, expected, current))?;
+    .map_err(|e| insert_error(e, schema, first, stream, expected, current))?;
     Ok(AppendOutcome {
         stream_version: current + events.len() as u64,
         global_positions: first.unsigned_abs()..last.unsigned_abs() + 1,
@@ -582,6 +599,8 @@ fn append_with<Q: Query>(
 /// stream version (only possible if something bypassed the counter lock) is a conflict.
 fn insert_error(
     error: postgres::Error,
+    schema: &str,
+    first: i64,
     stream: StreamRef<'_>,
     expected: ExpectedVersion,
     current: u64,
@@ -608,6 +627,11 @@ fn insert_error(
                 db.detail().unwrap_or("duplicate event id")
             ),
         },
+        Some("es_events_pkey") => StoreError::backend(CounterError::Behind {
+            schema: schema.to_owned(),
+            first,
+            source: error,
+        }),
         Some("es_events_stream_key") => StoreError::Conflict {
             stream: stream.to_key(),
             expected,
@@ -638,6 +662,7 @@ impl EventStore for PostgresStore {
             // A conflict drops `tx`, rolling back the counter update.
             let outcome = append_with(
                 &mut tx,
+                &self.inner.schema,
                 &conn.prepared,
                 GiveBack::No,
                 stream,
