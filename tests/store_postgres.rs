@@ -628,3 +628,67 @@ fn a_damaged_position_counter_is_reported_with_its_repair() {
         .unwrap();
     assert_eq!(outcome.global_positions, 3..4);
 }
+
+/// Runs `append` (which must append version 1 of `Bypass/x`) while another session, not
+/// taking the counter lock, has inserted that same version uncommitted, then commits it.
+/// The append blocks on the unique key and fails once the other session commits.
+fn append_against_a_bypass<T: Send>(store: &Store, append: impl FnOnce() -> T + Send) -> T {
+    let schema = store.guard().name.clone();
+    let mut bypass = client(store);
+    let mut tx = bypass.transaction().unwrap();
+    tx.execute(
+        &format!(
+            "INSERT INTO \"{schema}\".es_events VALUES (1000, gen_random_uuid(), 'Bypass', 'x', \
+             1, 'Sneaky', 1, now(), '{{}}', '{{}}')"
+        ),
+        &[],
+    )
+    .unwrap();
+    thread::scope(|scope| {
+        let appender = scope.spawn(append);
+        thread::sleep(Duration::from_millis(300));
+        tx.commit().unwrap();
+        appender.join().unwrap()
+    })
+}
+
+#[test]
+fn a_duplicate_version_in_a_caller_transaction_is_not_a_usable_conflict() {
+    if url().is_none() {
+        return;
+    }
+    let store = make();
+    let stream = StreamRef::new("Bypass", "x");
+    let mut other = client(&store);
+    let error = append_against_a_bypass(&store, || {
+        let mut tx = other.transaction().unwrap();
+        let result = store.store().append_in_transaction(
+            &mut tx,
+            stream,
+            ExpectedVersion::NoStream,
+            &events(1, 1),
+        );
+        // The database aborted the transaction: nothing more runs in it.
+        assert!(tx.execute("SELECT 1", &[]).is_err());
+        result
+    })
+    .unwrap_err();
+    assert!(
+        !error.is_conflict(),
+        "the transaction is aborted: {error:?}"
+    );
+    assert!(
+        matches!(error, es_core::StoreError::Backend(_)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("roll it back"), "{error}");
+
+    // The store's own append rolls back itself, so there it is a plain conflict.
+    let store_stream = StreamRef::new("Bypass", "x");
+    let store2 = make();
+    let error = append_against_a_bypass(&store2, || {
+        store2.append(store_stream, ExpectedVersion::NoStream, &events(1, 1))
+    })
+    .unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+}

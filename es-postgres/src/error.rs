@@ -63,8 +63,8 @@ pub enum Error {
     },
 }
 
-/// The `es_position` counter disagrees with the stored events, so an append cannot take
-/// positions from it. Reported inside [`es_core::StoreError::Backend`].
+/// The `es_position` counter disagrees with the stored events, or was bypassed, so an
+/// append cannot go ahead. Reported inside [`es_core::StoreError::Backend`].
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CounterError {
     /// The counter is below zero.
@@ -89,6 +89,20 @@ pub(crate) enum CounterError {
         /// The first position this append took.
         first: i64,
         /// The unique violation on `es_events_pkey`.
+        #[source]
+        source: postgres::Error,
+    },
+    /// Another session stored the stream version this append wanted without taking the
+    /// counter lock, so the database's unique constraint caught it.
+    #[error(
+        "{stream} in schema `{schema}` gained the version this append wanted from a session that did not take the es_position counter lock (or from a transaction that is not READ COMMITTED) ({source}); the transaction is aborted: roll it back, then reload the stream and retry"
+    )]
+    Bypassed {
+        /// The schema.
+        schema: String,
+        /// The stream.
+        stream: String,
+        /// The unique violation on `es_events_stream_key`.
         #[source]
         source: postgres::Error,
     },

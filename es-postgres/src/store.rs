@@ -426,9 +426,16 @@ enum GiveBack {
 ///
 /// Like every append, it first takes the store's position counter row lock, which it
 /// holds until `tx` ends: every other append to the store waits meanwhile, so keep such
-/// transactions short. If it returns an error, roll `tx` back (a
-/// [`Conflict`](StoreError::Conflict) leaves the transaction usable and the counter as it
-/// was, but other errors abort the transaction).
+/// transactions short.
+///
+/// A [`Conflict`](StoreError::Conflict) is only returned before anything was written: it
+/// leaves `tx` usable and the counter as it was, so you may carry on and commit. After
+/// any other error roll `tx` back: PostgreSQL has aborted it, or it holds a half-done
+/// append (and committing an aborted transaction silently rolls it back). That includes
+/// a duplicate stream version caught by the database's unique constraint, which can only
+/// happen if some session wrote events without taking the counter lock, or if `tx` is not
+/// `READ COMMITTED`: it is reported as a [`Backend`](StoreError::Backend) error, not as a
+/// conflict, because the transaction is aborted.
 ///
 /// `tx` must run at `READ COMMITTED` isolation (PostgreSQL's default, but a server or role
 /// may change `default_transaction_isolation`): the expected-version check relies on seeing
@@ -588,7 +595,7 @@ fn append_with<Q: Query>(
             &metadata,
         ],
     )
-    .map_err(|e| insert_error(e, schema, first, stream, expected, current))?;
+    .map_err(|e| insert_error(e, schema, first, give_back, stream, expected, current))?;
     Ok(AppendOutcome {
         stream_version: current + events.len() as u64,
         global_positions: first.unsigned_abs()..last.unsigned_abs() + 1,
@@ -596,11 +603,14 @@ fn append_with<Q: Query>(
 }
 
 /// Maps an insert failure: a duplicate event id is the caller's mistake; a duplicate
-/// stream version (only possible if something bypassed the counter lock) is a conflict.
+/// stream version (only possible if something bypassed the counter lock) is a conflict in
+/// the store's own appends and an error in the caller's transaction, which it aborted; a
+/// duplicate global position means the counter is behind.
 fn insert_error(
     error: postgres::Error,
     schema: &str,
     first: i64,
+    give_back: GiveBack,
     stream: StreamRef<'_>,
     expected: ExpectedVersion,
     current: u64,
@@ -632,6 +642,16 @@ fn insert_error(
             first,
             source: error,
         }),
+        // In the caller's transaction a conflict must mean "nothing happened, carry on",
+        // which is not so here: the transaction is aborted.
+        Some("es_events_stream_key") if give_back == GiveBack::Yes => {
+            StoreError::backend(CounterError::Bypassed {
+                schema: schema.to_owned(),
+                stream: stream.to_key().to_string(),
+                source: error,
+            })
+        }
+        // The store's own append rolls its transaction back, so this is a plain conflict.
         Some("es_events_stream_key") => StoreError::Conflict {
             stream: stream.to_key(),
             expected,
