@@ -692,3 +692,52 @@ fn a_duplicate_version_in_a_caller_transaction_is_not_a_usable_conflict() {
     .unwrap_err();
     assert!(error.is_conflict(), "{error:?}");
 }
+
+#[test]
+fn nul_characters_in_names_are_invalid_requests() {
+    let Some((store, app)) = make_named(Options::new()) else {
+        return;
+    };
+    let mut monitor = client(&store);
+    let before = sessions_of(&mut monitor, &app);
+    for stream in [
+        StreamRef::new("Counter", "a\0b"),
+        StreamRef::new("Coun\0ter", "ab"),
+    ] {
+        let errors = [
+            store
+                .append(stream, ExpectedVersion::Any, &events(1, 1))
+                .unwrap_err(),
+            store.read_stream(stream, 1).unwrap_err(),
+            store.stream_version(stream).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(
+                matches!(error, es_core::StoreError::Invalid { .. }),
+                "{error:?}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains("PostgreSQL text cannot hold NUL characters"),
+                "{error}"
+            );
+        }
+    }
+    let mut event = events(1, 1);
+    event[0].event_type = "Bad\0Type".into();
+    let error = store
+        .append(
+            StreamRef::new("Counter", "ok"),
+            ExpectedVersion::Any,
+            &event,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, es_core::StoreError::Invalid { .. }),
+        "{error:?}"
+    );
+    // Nothing reached the server, so no connection was lost or added.
+    assert_eq!(sessions_of(&mut monitor, &app), before);
+    assert_eq!(read_everything(&store).len(), 0);
+}

@@ -516,6 +516,24 @@ fn current_version<Q: Query>(
     stored_u64(version, stream, "stream version")
 }
 
+/// Refuses a stream whose aggregate type or id contains NUL before it reaches the server,
+/// which would reject it with an error that costs the connection.
+fn check_text(stream: StreamRef<'_>) -> Result<(), StoreError> {
+    let field = if stream.aggregate_type.contains('\0') {
+        "aggregate type"
+    } else if stream.id.contains('\0') {
+        "stream id"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: format!(
+            "the {field} contains a NUL character, and PostgreSQL text cannot hold NUL characters; remove it"
+        ),
+    })
+}
+
 /// The append itself; see [`append_in_transaction`].
 fn append_with<Q: Query>(
     tx: &mut Transaction<'_>,
@@ -526,6 +544,16 @@ fn append_with<Q: Query>(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendOutcome, StoreError> {
+    check_text(stream)?;
+    if let Some(event) = events.iter().find(|e| e.event_type.contains('\0')) {
+        return Err(StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: format!(
+                "the event type {:?} contains a NUL character, and PostgreSQL text cannot hold NUL characters; remove it",
+                event.event_type
+            ),
+        });
+    }
     if events.is_empty() {
         // Nothing to write: check the expectation, report the next position, lock nothing.
         let current = current_version(tx, sql, stream)?;
@@ -699,6 +727,7 @@ impl EventStore for PostgresStore {
         stream: StreamRef<'_>,
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        check_text(stream)?;
         let from = sql_int(from_version);
         self.with_conn(|conn| {
             conn.client
@@ -730,6 +759,7 @@ impl EventStore for PostgresStore {
     }
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        check_text(stream)?;
         self.with_conn(|conn| current_version(&mut conn.client, &conn.prepared, stream))
     }
 }
