@@ -182,5 +182,8 @@ fn a_reader_never_creates_a_database_where_the_file_was_removed() {
     }
     let read = store.read_stream(StreamRef::new("Counter", "c"), 1);
     assert!(matches!(read, Err(StoreError::Backend(_))), "{read:?}");
-    assert!(!path.exists(), "the reader must not create an empty database");
+    assert!(
+        !path.exists(),
+        "the reader must not create an empty database"
+    );
 }
