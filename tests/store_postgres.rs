@@ -589,37 +589,34 @@ fn a_damaged_position_counter_is_reported_with_its_repair() {
          (SELECT coalesce(max(global_position), 0) FROM \"{schema}\".es_events)"
     );
 
+    // Sets the counter to `last`, appends, and returns the Backend error's message.
+    let mut append_with_counter = |last: i64| {
+        other
+            .batch_execute(&format!(
+                "UPDATE \"{schema}\".es_position SET last = {last}"
+            ))
+            .unwrap();
+        let error = store
+            .append(stream, ExpectedVersion::Exact(2), &events(3, 1))
+            .unwrap_err();
+        assert!(
+            matches!(error, es_core::StoreError::Backend(_)),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains(&repair), "{message}");
+        message
+    };
+
     // Negative: the positions would start below 1.
-    other
-        .batch_execute(&format!("UPDATE \"{schema}\".es_position SET last = -5"))
-        .unwrap();
-    let error = store
-        .append(stream, ExpectedVersion::Exact(2), &events(3, 1))
-        .unwrap_err();
-    assert!(
-        matches!(error, es_core::StoreError::Backend(_)),
-        "{error:?}"
-    );
-    let message = error.to_string();
+    let message = append_with_counter(-5);
     assert!(message.contains("negative"), "{message}");
     assert!(message.contains(&schema), "{message}");
-    assert!(message.contains(&repair), "{message}");
 
     // Behind: the positions are already taken.
-    other
-        .batch_execute(&format!("UPDATE \"{schema}\".es_position SET last = 1"))
-        .unwrap();
-    let error = store
-        .append(stream, ExpectedVersion::Exact(2), &events(3, 1))
-        .unwrap_err();
-    assert!(
-        matches!(error, es_core::StoreError::Backend(_)),
-        "{error:?}"
-    );
-    let message = error.to_string();
+    let message = append_with_counter(1);
     assert!(message.contains("is behind the stored events"), "{message}");
     assert!(message.contains("global position 2"), "{message}");
-    assert!(message.contains(&repair), "{message}");
 
     // The repair the messages give works.
     other.batch_execute(&repair).unwrap();
