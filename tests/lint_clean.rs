@@ -198,8 +198,7 @@ pub mod renamed {
             .execute("l-1", |_| Ok::<_, std::io::Error>(BurntOut {}))
             .unwrap();
         assert!(!executed.state.on);
-        let old: Switched =
-            rt::decode_event("Switched", 1, &serde_json::json!({"state": "on"})).unwrap();
+        let old: Switched = rt::decode_event("Switched", 1, r#"{"state": "on"}"#).unwrap();
         assert!(old.on);
     }
 }
@@ -315,17 +314,19 @@ pub fn demo() {
         CartEvent::EVENT_TYPES,
         ["CartCreated", "ItemAdded", "ItemRemoved"]
     );
-    let created = CartEvent::from_stored("BasketCreated", 1, &json!({"owner": "Eve"})).unwrap();
+    let created =
+        CartEvent::from_stored("BasketCreated", 1, &json!({"owner": "Eve"}).to_string()).unwrap();
     assert_eq!(
         created,
         CartEvent::CartCreated(CartCreated {
             owner: "Eve".into()
         })
     );
-    let v1: ItemAdded = es_core::decode_event("ItemAdded", 1, &json!({"sku": "x"})).unwrap();
+    let v1: ItemAdded =
+        es_core::decode_event("ItemAdded", 1, &json!({"sku": "x"}).to_string()).unwrap();
     assert_eq!((v1.sku.as_str(), v1.quantity), ("x", 1));
     let v2: ItemAdded =
-        es_core::decode_event("ItemAdded", 2, &json!({"sku": "y", "qty": 4})).unwrap();
+        es_core::decode_event("ItemAdded", 2, &json!({"sku": "y", "qty": 4}).to_string()).unwrap();
     assert_eq!((v2.sku.as_str(), v2.quantity), ("y", 4));
     assert_eq!(ItemAdded::VERSION, 3);
     renamed::demo();

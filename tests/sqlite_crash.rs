@@ -135,7 +135,9 @@ fn check(store: &SqliteStore, acknowledged: &[u64]) -> BTreeMap<u64, Vec<Recorde
         }
         assert_eq!(store.stream_version(stream).unwrap(), events.len() as u64);
         for event in events {
-            let batch = event.payload["batch"].as_u64().expect("a batch number");
+            let batch = event.payload_value().unwrap()["batch"]
+                .as_u64()
+                .expect("a batch number");
             assert_eq!(batch % STREAMS, n, "batch {batch} is in its stream");
             batches.entry(batch).or_default().push(event);
         }
@@ -143,7 +145,7 @@ fn check(store: &SqliteStore, acknowledged: &[u64]) -> BTreeMap<u64, Vec<Recorde
     for (batch, events) in &batches {
         let indexes: Vec<u64> = events
             .iter()
-            .map(|e| e.payload["index"].as_u64().unwrap())
+            .map(|e| e.payload_value().unwrap()["index"].as_u64().unwrap())
             .collect();
         assert_eq!(
             indexes,
@@ -170,7 +172,7 @@ fn check(store: &SqliteStore, acknowledged: &[u64]) -> BTreeMap<u64, Vec<Recorde
             "acknowledged batch {batch} survived the kill"
         );
     }
-    let all = es_suite::conformance::read_everything(store);
+    let all = es_store_tests::read_everything(store);
     let logged = all.iter().filter(|e| e.event_type == "Logged").count() as u64;
     assert_eq!(
         logged,
@@ -215,7 +217,7 @@ fn acknowledged_appends_survive_sigkill() {
             .append(
                 stream,
                 ExpectedVersion::Exact(version),
-                &es_suite::conformance::events(1, 1),
+                &es_store_tests::events(1, 1),
             )
             .unwrap();
         eprintln!(

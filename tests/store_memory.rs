@@ -2,4 +2,4 @@
 //!
 //! No `durable` section: the in-memory store keeps no rows another program could damage.
 
-es_suite::conformance_tests!(es_core::InMemoryStore::new);
+es_store_tests::store_tests!(es_core::InMemoryStore::new);

@@ -4,7 +4,7 @@
 use es_core::StreamRef;
 use es_sqlite::SqliteStore;
 use es_sqlite::rusqlite::{Connection, params};
-use es_suite::conformance::Fixture;
+use es_store_tests::Fixture;
 use tempfile::TempDir;
 
 type Store = Fixture<SqliteStore, TempDir>;
@@ -30,7 +30,7 @@ fn corrupt(store: &Store, stream: StreamRef<'_>, version: u64) {
     assert_eq!(changed, 1, "the row to corrupt exists");
 }
 
-es_suite::conformance_tests! {
+es_store_tests::store_tests! {
     make: make,
     durable: { corrupt: corrupt },
 }
@@ -39,7 +39,7 @@ es_suite::conformance_tests! {
 /// cases cover that path (the 8 x 250 concurrency case is left to the file store, whose
 /// code path is the same but for the pool, to keep the suite's runtime down).
 mod in_memory {
-    use es_suite::conformance as suite;
+    use es_store_tests as suite;
 
     fn make() -> es_sqlite::SqliteStore {
         es_sqlite::SqliteStore::open_in_memory().expect("open an in-memory store")
@@ -91,8 +91,8 @@ fn a_newer_schema_is_refused_with_an_error() {
         matches!(
             error,
             es_sqlite::Error::SchemaTooNew {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -112,7 +112,7 @@ fn reopening_keeps_events_and_settings() {
             &store,
             stream,
             es_core::ExpectedVersion::NoStream,
-            &es_suite::conformance::events(1, 3),
+            &es_store_tests::events(1, 3),
         )
         .unwrap();
     }
@@ -149,19 +149,19 @@ fn two_stores_on_one_file_share_the_log() {
     a.append(
         stream,
         ExpectedVersion::NoStream,
-        &es_suite::conformance::events(1, 1),
+        &es_store_tests::events(1, 1),
     )
     .unwrap();
     let conflict = b.append(
         stream,
         ExpectedVersion::NoStream,
-        &es_suite::conformance::events(2, 1),
+        &es_store_tests::events(2, 1),
     );
     assert!(conflict.unwrap_err().is_conflict());
     b.append(
         stream,
         ExpectedVersion::Exact(1),
-        &es_suite::conformance::events(2, 1),
+        &es_store_tests::events(2, 1),
     )
     .unwrap();
     assert_eq!(a.read_stream(stream, 1).unwrap().len(), 2);

@@ -1,23 +1,27 @@
-//! Helpers for implementing [`EventStore`](crate::EventStore) over a database: turning the
-//! columns of a stored row back into a [`RecordedEvent`] without trusting them.
+//! Helpers for implementing [`EventStore`](crate::EventStore) over a database: refusing at
+//! append what could not be read back, and turning the columns of a stored row into an
+//! [`EventRecord`] without trusting them.
 //!
 //! A row another program damaged must come back as [`StoreError::Corrupt`] naming the
-//! stream, version and event type, never as a panic. Read the identifying columns first
-//! into a [`RawRowIdentity`], [`check`](RawRowIdentity::check) it, then read every other
-//! column through the resulting [`RowIdentity`], which reports problems against it.
+//! stream, version, event type and global position, never as a panic. Read the identifying
+//! columns first into a [`RawRowIdentity`], [`check`](RawRowIdentity::check) it, then read
+//! every other column through the resulting [`RowIdentity`], which reports problems against
+//! it. The columns are borrowed from the row: nothing is copied.
 //!
 //! ```
 //! use es_core::backend::RawRowIdentity;
 //!
 //! let raw = RawRowIdentity::<String> {
-//!     aggregate_type: Ok("Account".into()),
-//!     stream_id: Ok("a-1".into()),
+//!     global_position: Ok(7),
+//!     aggregate_type: Ok("Account"),
+//!     stream_id: Ok("a-1"),
 //!     stream_version: Ok(2),
-//!     event_type: Ok("Deposited".into()),
+//!     event_type: Ok("Deposited"),
 //! };
 //! let row = raw.check()?;
-//! let error = row.payload(b"{not json").unwrap_err();
+//! let error = row.json("payload", b"\xff").unwrap_err();
 //! assert!(error.to_string().contains("version 2 of stream `Account/a-1`"));
+//! assert!(error.to_string().contains("global position 7"));
 //! # Ok::<(), es_core::StoreError>(())
 //! ```
 
@@ -27,47 +31,184 @@ use std::time::SystemTime;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::envelope::{Metadata, RecordedEvent, StreamKey};
-use crate::store::StoreError;
+use crate::envelope::{EventRecord, MetadataRef, NewEvent, StreamKey, StreamRef};
+use crate::store::{AppendOptions, MAX_IDEMPOTENCY_KEY_LEN, StoreError};
 
-/// The identifying columns of a stored row as the backend read them; each may have failed.
+/// The deepest nesting of arrays and objects a stored payload may have: serde_json refuses
+/// to parse anything deeper (its recursion limit), so such an event could never be read.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// Checks, before anything is written, that every event of a batch can be read back by
+/// every store, and that the stream and options can be stored: refuses (as
+/// [`StoreError::Invalid`], naming the stream and the event) a schema version of 0, an
+/// empty event type, a NUL character in a name or key, JSON nested deeper than
+/// [`MAX_JSON_DEPTH`], and an idempotency key that is empty or too long.
+///
+/// Every store calls it first in its append, so a batch is refused whole.
+///
+/// ```
+/// use es_core::backend::validate_batch;
+/// use es_core::{AppendOptions, Metadata, NewEvent, StreamRef};
+///
+/// let stream = StreamRef::new("Account", "a-1");
+/// let deep = serde_json::from_str(&format!("{}{}", "[".repeat(100), "]".repeat(100)))?;
+/// let mut events = vec![NewEvent::new("Deposited", 1, deep, Metadata::new())];
+/// assert!(validate_batch(stream, &events, AppendOptions::new()).is_ok());
+/// events[0].schema_version = 0;
+/// let error = validate_batch(stream, &events, AppendOptions::new()).unwrap_err();
+/// assert!(error.to_string().contains("schema version 0"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn validate_batch(
+    stream: StreamRef<'_>,
+    events: &[NewEvent],
+    options: AppendOptions<'_>,
+) -> Result<(), StoreError> {
+    let invalid = |reason: String| StoreError::Invalid {
+        stream: stream.to_key(),
+        reason,
+    };
+    for (what, text) in [
+        ("aggregate type", stream.aggregate_type),
+        ("stream id", stream.id),
+    ] {
+        if text.is_empty() {
+            return Err(invalid(format!("the {what} is empty")));
+        }
+        if text.contains('\0') {
+            return Err(invalid(format!(
+                "the {what} contains a NUL character, which not every store can hold; remove it"
+            )));
+        }
+    }
+    if let Some(key) = options.idempotency_key {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || key.contains('\0') {
+            return Err(invalid(format!(
+                "the idempotency key {key:?} must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes without NUL characters"
+            )));
+        }
+    }
+    for (index, event) in events.iter().enumerate() {
+        let problem = if event.schema_version == 0 {
+            Some("it has schema version 0; schema versions start at 1".to_owned())
+        } else if event.event_type.is_empty() {
+            Some("its event type is empty".to_owned())
+        } else if event.event_type.contains('\0') {
+            Some("its event type contains a NUL character; remove it".to_owned())
+        } else if json_depth_exceeds(event.payload.get(), MAX_JSON_DEPTH) {
+            Some(format!(
+                "its payload nests arrays and objects deeper than {MAX_JSON_DEPTH} levels, which JSON parsers refuse to read back; flatten it"
+            ))
+        } else if metadata_too_deep(&event.metadata) {
+            Some(format!(
+                "its metadata nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(invalid(format!(
+                "event {} of the batch (`{}`, id {}) cannot be stored: {problem}; nothing of the batch was written",
+                index + 1,
+                event.event_type,
+                event.event_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether JSON `text` nests arrays and objects deeper than `limit`. Scans bytes once,
+/// skipping string contents.
+fn json_depth_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether metadata serializes deeper than [`MAX_JSON_DEPTH`]: its own object and the
+/// `extra` object are two levels.
+fn metadata_too_deep(metadata: &crate::Metadata) -> bool {
+    fn depth(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    metadata
+        .extra
+        .values()
+        .any(|value| depth(value) + 2 > MAX_JSON_DEPTH)
+}
+
+/// The identifying columns of a stored row as the backend read them, borrowed; each may
+/// have failed.
 #[derive(Debug)]
-pub struct RawRowIdentity<E> {
+pub struct RawRowIdentity<'a, E> {
+    /// The global position column (must be positive).
+    pub global_position: Result<i64, E>,
     /// The aggregate type column.
-    pub aggregate_type: Result<String, E>,
+    pub aggregate_type: Result<&'a str, E>,
     /// The stream id column.
-    pub stream_id: Result<String, E>,
+    pub stream_id: Result<&'a str, E>,
     /// The stream version column (must be positive).
     pub stream_version: Result<i64, E>,
     /// The event type column.
-    pub event_type: Result<String, E>,
+    pub event_type: Result<&'a str, E>,
 }
 
-impl<E: Display> RawRowIdentity<E> {
+impl<'a, E: Display> RawRowIdentity<'a, E> {
     /// The checked identity, or [`StoreError::Corrupt`] naming whatever could be read and
     /// listing what could not.
-    pub fn check(self) -> Result<RowIdentity, StoreError> {
+    pub fn check(self) -> Result<RowIdentity<'a>, StoreError> {
         match self {
             Self {
+                global_position: Ok(position),
                 aggregate_type: Ok(aggregate_type),
                 stream_id: Ok(stream_id),
                 stream_version: Ok(version),
                 event_type: Ok(event_type),
-            } if version > 0 => Ok(RowIdentity {
-                aggregate_type,
-                stream_id,
+            } if version > 0 && position > 0 => Ok(RowIdentity {
+                stream: StreamRef::new(aggregate_type, stream_id),
                 stream_version: version.unsigned_abs(),
+                global_position: position.unsigned_abs(),
                 event_type,
             }),
             Self {
+                global_position,
                 aggregate_type,
                 stream_id,
                 stream_version,
                 event_type,
             } => {
                 let mut problems = Vec::new();
-                let mut readable = |column: &str, value: Result<String, E>| {
-                    value.unwrap_or_else(|reason| {
+                let mut readable = |column: &str, value: Result<&str, E>| {
+                    value.map(str::to_owned).unwrap_or_else(|reason| {
                         problems.push(format!("{column}: {reason}"));
                         format!("<unreadable {column}>")
                     })
@@ -75,17 +216,23 @@ impl<E: Display> RawRowIdentity<E> {
                 let aggregate_type = readable("aggregate type", aggregate_type);
                 let id = readable("stream id", stream_id);
                 let event_type = readable("event type", event_type);
-                match &stream_version {
-                    Ok(v) if *v > 0 => {}
-                    Ok(v) => problems.push(format!("stream version {v} is not positive")),
-                    Err(reason) => problems.push(format!("stream version: {reason}")),
-                }
+                let mut positive = |column: &str, value: Result<i64, E>| match value {
+                    Ok(v) if v > 0 => v.unsigned_abs(),
+                    Ok(v) => {
+                        problems.push(format!("{column} {v} is not positive"));
+                        0
+                    }
+                    Err(reason) => {
+                        problems.push(format!("{column}: {reason}"));
+                        0
+                    }
+                };
+                let version = positive("stream version", stream_version);
+                let global_position = positive("global position", global_position);
                 Err(StoreError::Corrupt {
                     stream: StreamKey { aggregate_type, id },
-                    version: stream_version
-                        .ok()
-                        .and_then(|v| u64::try_from(v).ok())
-                        .unwrap_or(0),
+                    version,
+                    global_position,
                     event_type,
                     reason: problems.join("; "),
                 })
@@ -95,29 +242,27 @@ impl<E: Display> RawRowIdentity<E> {
 }
 
 /// The checked identity of a stored row: every later problem with the row is reported
-/// against its stream, version and event type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowIdentity {
-    /// The aggregate type.
-    pub aggregate_type: String,
-    /// The stream id.
-    pub stream_id: String,
+/// against its stream, version, event type and global position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowIdentity<'a> {
+    /// The stream.
+    pub stream: StreamRef<'a>,
     /// The stream version (at least 1).
     pub stream_version: u64,
+    /// The global position (at least 1).
+    pub global_position: u64,
     /// The stored event type.
-    pub event_type: String,
+    pub event_type: &'a str,
 }
 
-impl RowIdentity {
+impl<'a> RowIdentity<'a> {
     /// [`StoreError::Corrupt`] for this row: `column` could not be used because of `reason`.
     pub fn corrupt(&self, column: &str, reason: impl Display) -> StoreError {
         StoreError::Corrupt {
-            stream: StreamKey {
-                aggregate_type: self.aggregate_type.clone(),
-                id: self.stream_id.clone(),
-            },
+            stream: self.stream.to_key(),
             version: self.stream_version,
-            event_type: self.event_type.clone(),
+            global_position: self.global_position,
+            event_type: self.event_type.to_owned(),
             reason: format!("{column}: {reason}"),
         }
     }
@@ -131,15 +276,6 @@ impl RowIdentity {
         value.map_err(|reason| self.corrupt(column, reason))
     }
 
-    /// A global position (positive in every store).
-    pub fn global_position<E: Display>(&self, value: Result<i64, E>) -> Result<u64, StoreError> {
-        let position = self.column("global position", value)?;
-        u64::try_from(position)
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| self.corrupt("global position", format!("{position} is not positive")))
-    }
-
     /// A schema version (positive, fits in `u32`).
     pub fn schema_version<E: Display>(&self, value: Result<i64, E>) -> Result<u32, StoreError> {
         let version = self.column("schema version", value)?;
@@ -150,45 +286,35 @@ impl RowIdentity {
     }
 
     /// An event id stored as text.
-    pub fn event_id_text<E: Display>(&self, value: Result<String, E>) -> Result<Uuid, StoreError> {
+    pub fn event_id_text<E: Display>(&self, value: Result<&str, E>) -> Result<Uuid, StoreError> {
         let text = self.column("event id", value)?;
-        Uuid::parse_str(&text).map_err(|e| self.corrupt("event id", format!("`{text}`: {e}")))
+        Uuid::parse_str(text).map_err(|e| self.corrupt("event id", format!("`{text}`: {e}")))
     }
 
-    /// The payload, from its JSON text.
-    pub fn payload(&self, json: &[u8]) -> Result<Value, StoreError> {
-        serde_json::from_slice(json).map_err(|e| self.corrupt("payload is not valid JSON", e))
+    /// A JSON column as text, checked to be UTF-8 (its JSON is parsed by whoever uses it).
+    pub fn json(&self, column: &str, bytes: &'a [u8]) -> Result<&'a str, StoreError> {
+        std::str::from_utf8(bytes).map_err(|e| self.corrupt(column, format!("not UTF-8: {e}")))
     }
 
-    /// The metadata, from its JSON text (`{}`, the common case, skips the parser).
-    pub fn metadata(&self, json: &[u8]) -> Result<Metadata, StoreError> {
-        match json {
-            b"{}" => Ok(Metadata::new()),
-            _ => serde_json::from_slice(json).map_err(|e| self.corrupt("metadata is not valid", e)),
-        }
-    }
-
-    /// Assembles the recorded event from this identity and the other checked columns.
-    pub fn into_event(
+    /// Assembles the borrowed record from this identity and the other checked columns.
+    pub fn into_record(
         self,
-        global_position: u64,
         event_id: Uuid,
         schema_version: u32,
         recorded_at: SystemTime,
-        payload: Value,
-        metadata: Metadata,
-    ) -> RecordedEvent {
-        RecordedEvent {
+        payload: &'a str,
+        metadata: &'a str,
+    ) -> EventRecord<'a> {
+        EventRecord {
             event_id,
-            aggregate_type: self.aggregate_type,
-            stream_id: self.stream_id,
+            stream: self.stream,
             stream_version: self.stream_version,
-            global_position,
+            global_position: self.global_position,
             event_type: self.event_type,
             schema_version,
             recorded_at,
             payload,
-            metadata,
+            metadata: MetadataRef::Json(metadata),
         }
     }
 }
@@ -196,14 +322,16 @@ impl RowIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Metadata;
 
     fn identity(
         version: Result<i64, String>,
-        event_type: Result<String, String>,
-    ) -> RawRowIdentity<String> {
+        event_type: Result<&str, String>,
+    ) -> RawRowIdentity<'_, String> {
         RawRowIdentity {
-            aggregate_type: Ok("Account".into()),
-            stream_id: Ok("a-1".into()),
+            global_position: Ok(9),
+            aggregate_type: Ok("Account"),
+            stream_id: Ok("a-1"),
             stream_version: version,
             event_type,
         }
@@ -215,6 +343,7 @@ mod tests {
         let StoreError::Corrupt {
             stream,
             version,
+            global_position,
             event_type,
             reason,
         } = error
@@ -222,29 +351,33 @@ mod tests {
             panic!("{error:?}")
         };
         assert_eq!(
-            (stream.id.as_str(), version, event_type.as_str()),
-            ("a-1", 3, "<unreadable event type>")
+            (
+                stream.id.as_str(),
+                version,
+                global_position,
+                event_type.as_str()
+            ),
+            ("a-1", 3, 9, "<unreadable event type>")
         );
         assert_eq!(reason, "event type: not text");
-        let error = identity(Ok(0), Ok("X".into())).check().unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("stream version 0 is not positive"),
-            "{error}"
-        );
+        for bad in [0, -3] {
+            let error = identity(Ok(bad), Ok("X")).check().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("stream version {bad} is not positive")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
     fn later_columns_are_reported_against_the_identity() {
-        let row = identity(Ok(2), Ok("Deposited".into())).check().unwrap();
+        let row = identity(Ok(2), Ok("Deposited")).check().unwrap();
         for error in [
-            row.global_position(Ok::<_, String>(-1)).unwrap_err(),
             row.schema_version(Ok::<_, String>(0)).unwrap_err(),
-            row.event_id_text(Ok::<_, String>("nope".into()))
-                .unwrap_err(),
-            row.payload(b"{").unwrap_err(),
-            row.metadata(b"\"text\"").unwrap_err(),
+            row.event_id_text(Ok::<_, String>("nope")).unwrap_err(),
+            row.json("payload", b"\xff\xfe").unwrap_err(),
         ] {
             let message = error.to_string();
             assert!(
@@ -252,7 +385,61 @@ mod tests {
                 "{message}"
             );
             assert!(message.contains("`Deposited`"), "{message}");
+            assert!(message.contains("global position 9"), "{message}");
+            assert_eq!(error.corrupt_position(), Some(9));
         }
-        assert_eq!(row.metadata(b"{}").unwrap(), Metadata::new());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn the_depth_limit_is_exactly_what_serde_json_reads_back() {
+        let readable = nested(MAX_JSON_DEPTH);
+        assert!(serde_json::from_str::<Value>(&readable).is_ok());
+        assert!(!json_depth_exceeds(&readable, MAX_JSON_DEPTH));
+        let unreadable = nested(MAX_JSON_DEPTH + 1);
+        assert!(serde_json::from_str::<Value>(&unreadable).is_err());
+        assert!(json_depth_exceeds(&unreadable, MAX_JSON_DEPTH));
+        // Brackets inside strings, escaped quotes included, do not count.
+        let text = format!("{{\"a\": \"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert!(!json_depth_exceeds(&text, 2));
+    }
+
+    #[test]
+    fn a_batch_with_one_unreadable_event_is_refused_naming_it() {
+        let stream = StreamRef::new("Account", "a-1");
+        let ok = NewEvent::new(
+            "Deposited",
+            1,
+            serde_json::json!({"amount": 1}),
+            Metadata::new(),
+        );
+        let deep: Value = serde_json::from_str(&nested(MAX_JSON_DEPTH)).unwrap();
+        let mut too_deep = NewEvent::new("Deep", 1, Value::Null, Metadata::new());
+        too_deep.payload = serde_json::value::to_raw_value(&vec![deep.clone()]).unwrap();
+        let error = validate_batch(stream, &[ok.clone(), too_deep], AppendOptions::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("event 2 of the batch (`Deep`"), "{error}");
+        assert!(error.contains("Account/a-1"), "{error}");
+        let deep_meta = NewEvent::new(
+            "Deposited",
+            1,
+            Value::Null,
+            Metadata::new().with_entry("x", deep),
+        );
+        assert!(validate_batch(stream, &[deep_meta], AppendOptions::new()).is_err());
+        for key in ["", "a\0b", &"k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)] {
+            let options = AppendOptions::new().idempotency_key(key);
+            assert!(
+                validate_batch(stream, std::slice::from_ref(&ok), options).is_err(),
+                "{key:?}"
+            );
+        }
+        let nul = StreamRef::new("Account", "a\0");
+        assert!(validate_batch(nul, std::slice::from_ref(&ok), AppendOptions::new()).is_err());
+        assert!(validate_batch(stream, &[ok], AppendOptions::new().idempotency_key("k")).is_ok());
     }
 }

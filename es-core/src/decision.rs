@@ -5,7 +5,7 @@
 //! store. Nothing here reads a clock, a store or a socket.
 
 use crate::aggregate::Aggregate;
-use crate::envelope::{Metadata, NewEvent, RecordedEvent, StreamRef};
+use crate::envelope::{EventRecord, Metadata, NewEvent, RecordedEvent, StreamRef};
 use crate::error::Error;
 use crate::event::{EventEnum, IntoEvents};
 
@@ -35,18 +35,31 @@ impl<A: Aggregate> Versioned<A> {
         records: &[RecordedEvent],
     ) -> Result<(), Error> {
         for record in records {
-            let event = self.decode_next(stream, record)?;
-            self.state.apply(&event);
-            self.version = record.stream_version;
+            self.apply_record(stream, &record.as_record())?;
         }
         Ok(())
     }
 
+    /// Decodes one stored event, which must continue this state without a gap, and
+    /// applies it.
+    #[inline]
+    pub fn apply_record(
+        &mut self,
+        stream: StreamRef<'_>,
+        record: &EventRecord<'_>,
+    ) -> Result<(), Error> {
+        let event = self.decode_next(stream, record)?;
+        self.state.apply(&event);
+        self.version = record.stream_version;
+        Ok(())
+    }
+
     /// Checks one stored event continues this state without a gap, then decodes it.
+    #[inline]
     pub fn decode_next(
         &self,
         stream: StreamRef<'_>,
-        record: &RecordedEvent,
+        record: &EventRecord<'_>,
     ) -> Result<A::Event, Error> {
         let expected = self.version + 1;
         if record.stream_version != expected {
@@ -54,18 +67,20 @@ impl<A: Aggregate> Versioned<A> {
                 stream: stream.to_key(),
                 expected,
                 found: record.stream_version,
-                event_type: record.event_type.clone(),
+                event_type: record.event_type.to_owned(),
             });
         }
         decode_record::<A::Event>(stream, record)
     }
 }
 
-fn decode_record<Ev: EventEnum>(
+/// Decodes one stored event into the event enum, naming the stream and version on failure.
+#[inline]
+pub fn decode_record<Ev: EventEnum>(
     stream: StreamRef<'_>,
-    record: &RecordedEvent,
+    record: &EventRecord<'_>,
 ) -> Result<Ev, Error> {
-    Ev::from_stored(&record.event_type, record.schema_version, &record.payload).map_err(|source| {
+    Ev::from_stored(record.event_type, record.schema_version, record.payload).map_err(|source| {
         Error::Decode {
             stream: stream.to_key(),
             version: record.stream_version,
@@ -109,7 +124,7 @@ pub fn encode<Ev: EventEnum>(
                 event_type: event.event_type(),
                 source,
             })?;
-            Ok(NewEvent::new(
+            Ok(NewEvent::from_json(
                 event.event_type(),
                 event.event_version(),
                 payload,

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::codec::{DecodeError, UpcastError};
 
@@ -60,12 +61,17 @@ pub trait EventEnum: Sized + Send + Sync + 'static {
     /// The schema version this variant's event is written at.
     fn event_version(&self) -> u32;
 
-    /// Encodes this variant's event as its JSON payload.
-    fn to_payload(&self) -> Result<Value, serde_json::Error>;
+    /// Encodes this variant's event as its JSON payload text (no intermediate `Value`).
+    fn to_payload(&self) -> Result<Box<RawValue>, serde_json::Error>;
 
-    /// Decodes a stored event. `event_type` may be the current name or an alias;
-    /// `version` may be older than the current one (the payload is upcast first).
-    fn from_stored(event_type: &str, version: u32, payload: &Value) -> Result<Self, DecodeError>;
+    /// Decodes a stored event from its payload's JSON text. `event_type` may be the current
+    /// name or an alias; `version` may be older than the current one (the payload is upcast
+    /// first).
+    fn from_stored(event_type: &str, version: u32, payload: &str) -> Result<Self, DecodeError>;
+
+    /// Whether this enum has a variant stored under `event_type` (its name or an alias), so
+    /// a reader can skip the events it does not handle without decoding them.
+    fn handles(event_type: &str) -> bool;
 }
 
 /// What a decision closure may return: one event, several, or none.

@@ -65,6 +65,7 @@ pub mod decision;
 mod envelope;
 mod error;
 mod event;
+mod id;
 mod repository;
 mod store;
 
@@ -74,10 +75,17 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, EventHandlers};
 pub use codec::{DecodeError, UpcastError, decode_event};
-pub use envelope::{Metadata, NewEvent, RecordedEvent, StreamKey, StreamRef};
+pub use envelope::{
+    EventRecord, Metadata, MetadataRef, NewEvent, RecordedEvent, StreamKey, StreamRef,
+};
 pub use error::Error;
 pub use es_macros::{Aggregate, Event, applies};
 pub use event::{Event, EventEnum, IntoEvents};
-pub use repository::{DEFAULT_MAX_RETRIES, DecodedEvent, Executed, Repository};
-pub use store::{AppendOutcome, EventStore, ExpectedVersion, InMemoryStore, StoreError};
+pub use id::new_event_id;
+pub use repository::{DEFAULT_MAX_RETRIES, DecodedEvent, ExecuteOptions, Executed, Repository};
+pub use serde_json::value::RawValue;
+pub use store::{
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore,
+    MAX_IDEMPOTENCY_KEY_LEN, StoreError, Visit, Visitor,
+};
 pub use uuid::Uuid;

@@ -141,8 +141,10 @@ pub fn is_named(name: &str, event_type: &str, aliases: &[&str]) -> bool {
     name == event_type || aliases.contains(&name)
 }
 
+pub use serde_json::value::{RawValue, to_raw_value};
 pub use serde_json::{Error as JsonError, to_value};
 pub use std::borrow::ToOwned;
+pub use std::boxed::Box;
 pub use std::vec::Vec;
 
 /// The event enum of an aggregate whose `#[applies]` block failed to compile; keeps the
@@ -158,13 +160,16 @@ impl crate::EventEnum for NoEvents {
     fn event_version(&self) -> u32 {
         match *self {}
     }
-    fn to_payload(&self) -> Result<Value, serde_json::Error> {
+    fn to_payload(&self) -> Result<Box<RawValue>, serde_json::Error> {
         match *self {}
     }
-    fn from_stored(event_type: &str, _: u32, _: &Value) -> Result<Self, DecodeError> {
+    fn from_stored(event_type: &str, _: u32, _: &str) -> Result<Self, DecodeError> {
         Err(DecodeError::UnknownEventType {
             event_type: event_type.to_owned(),
             known: &[],
         })
+    }
+    fn handles(_: &str) -> bool {
+        false
     }
 }

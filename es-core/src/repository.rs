@@ -1,14 +1,14 @@
 //! [`Repository`]: load an aggregate, decide, append with an expected version, retry.
 
 use std::marker::PhantomData;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range, RangeInclusive};
 
 use crate::aggregate::Aggregate;
 use crate::decision::{self, Versioned};
 use crate::envelope::{Metadata, RecordedEvent, StreamRef};
 use crate::error::Error;
 use crate::event::IntoEvents;
-use crate::store::{EventStore, ExpectedVersion, StoreError};
+use crate::store::{AppendOptions, AppendOutcome, EventStore, ExpectedVersion, StoreError};
 
 /// The default number of times a command is re-decided after a concurrency conflict.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -52,6 +52,10 @@ pub struct Executed<A: Aggregate> {
     pub global_positions: Range<u64>,
     /// How many times the decision ran (1 unless conflicts forced a retry).
     pub attempts: u32,
+    /// True when the command's idempotency key was already committed: nothing was
+    /// appended, and `state`, `version`, `events` and `global_positions` describe that
+    /// earlier append (the state as of its last event).
+    pub duplicate: bool,
 }
 
 /// A stored event with its typed, decoded (and upcast) form.
@@ -61,6 +65,48 @@ pub struct DecodedEvent<E> {
     pub record: RecordedEvent,
     /// The decoded event, in its current shape.
     pub event: E,
+}
+
+/// Options of one command; see [`Repository::execute_with_options`].
+///
+/// ```
+/// use es_core::{ExecuteOptions, Metadata};
+/// let metadata = Metadata::new().with_correlation_id("req-7");
+/// let options = ExecuteOptions::new()
+///     .metadata(&metadata)
+///     .idempotency_key("req-7");
+/// assert_eq!(options.idempotency_key, Some("req-7"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct ExecuteOptions<'a> {
+    /// Recorded with every new event (correlation id, causation id, free-form entries).
+    pub metadata: Option<&'a Metadata>,
+    /// Names the command, so that running it again (after an error that left its fate
+    /// unknown, such as a connection lost during `COMMIT`) does not append its events a
+    /// second time: if an append with this key was committed on the stream, the command
+    /// returns that append's outcome with [`Executed::duplicate`] set. Use an id the
+    /// client chose for the request.
+    pub idempotency_key: Option<&'a str>,
+}
+
+impl<'a> ExecuteOptions<'a> {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `metadata` with every new event.
+    pub fn metadata(mut self, metadata: &'a Metadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: &'a str) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
 }
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
@@ -85,24 +131,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// Loads the aggregate with id `id`: `None` if its stream has no events.
+    ///
+    /// The events are decoded straight from the store's stored text as they are read:
+    /// nothing is copied, and no store holds the whole stream in memory.
     pub fn load(&self, id: &str) -> Result<Option<Versioned<A>>, Error> {
-        let loaded = self.load_versioned(StreamRef::new(A::AGGREGATE_TYPE, id))?;
+        let loaded = self.load_up_to(StreamRef::new(A::AGGREGATE_TYPE, id), u64::MAX)?;
         Ok((loaded.version > 0).then_some(loaded))
     }
 
     /// The aggregate's events, decoded into their current shape, with their envelopes.
     pub fn history(&self, id: &str) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
-        let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
-        let records = self.read_stream_from(stream, 1)?;
-        let mut state = Versioned::<A>::initial();
-        records
-            .into_iter()
-            .map(|record| {
-                let event = state.decode_next(stream, &record)?;
-                state.version = record.stream_version;
-                Ok(DecodedEvent { record, event })
-            })
-            .collect()
+        self.decoded(StreamRef::new(A::AGGREGATE_TYPE, id), 1..=u64::MAX)
     }
 
     /// Runs a command: load, `decide`, append the events it returns, retry on conflict.
@@ -115,7 +154,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         R: IntoEvents<A::Event>,
         F: FnMut(&A) -> Result<R, E>,
     {
-        self.execute_with(id, &Metadata::default(), decide)
+        self.execute_with_options(id, ExecuteOptions::new(), decide)
     }
 
     /// Like [`execute`](Repository::execute), recording `metadata` (correlation id,
@@ -124,6 +163,42 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         &self,
         id: &str,
         metadata: &Metadata,
+        decide: F,
+    ) -> Result<Executed<A>, Error<E>>
+    where
+        R: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<R, E>,
+    {
+        self.execute_with_options(id, ExecuteOptions::new().metadata(metadata), decide)
+    }
+
+    /// Like [`execute`](Repository::execute), with [`ExecuteOptions`]: metadata, and an
+    /// idempotency key that makes the command safe to run again.
+    ///
+    /// ```
+    /// # use es_core::{Aggregate, Event, ExecuteOptions, InMemoryStore, Repository, applies};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// # struct Deposited { amount: u64 }
+    /// # #[derive(Debug, Default, Aggregate)]
+    /// # struct Account { balance: u64 }
+    /// # #[applies]
+    /// # impl Account { fn deposited(&mut self, e: &Deposited) { self.balance += e.amount; } }
+    /// let repo = Repository::<Account, _>::new(InMemoryStore::new());
+    /// let options = ExecuteOptions::new().idempotency_key("request-1");
+    /// let deposit = |_: &Account| Ok::<_, std::convert::Infallible>(Deposited { amount: 5 });
+    /// let first = repo.execute_with_options("acc-1", options, deposit)?;
+    /// // The client did not hear back and sends the request again: nothing is appended.
+    /// let again = repo.execute_with_options("acc-1", options, deposit)?;
+    /// assert!(again.duplicate && !first.duplicate);
+    /// assert_eq!(again.global_positions, first.global_positions);
+    /// assert_eq!(repo.load("acc-1")?.unwrap().state.balance, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_with_options<R, E, F>(
+        &self,
+        id: &str,
+        options: ExecuteOptions<'_>,
         mut decide: F,
     ) -> Result<Executed<A>, Error<E>>
     where
@@ -131,23 +206,54 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         F: FnMut(&A) -> Result<R, E>,
     {
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
-        let mut current = self.load_versioned(stream).map_err(Error::widen)?;
+        let default_metadata = Metadata::new();
+        let metadata = options.metadata.unwrap_or(&default_metadata);
+        let append_options = AppendOptions {
+            idempotency_key: options.idempotency_key,
+            ..AppendOptions::default()
+        };
+        let mut current = self.load_up_to(stream, u64::MAX).map_err(Error::widen)?;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let events = decision::decide(stream, &current, &mut decide)?;
-            if events.is_empty() {
-                return Ok(Executed {
-                    state: current.state,
-                    version: current.version,
-                    events,
-                    global_positions: 0..0,
-                    attempts,
-                });
-            }
+            let events = match decision::decide(stream, &current, &mut decide) {
+                Ok(events) if !events.is_empty() => events,
+                // A command that decides nothing (or is rejected) now may have been
+                // committed by an earlier run whose reply was lost: say so if it was.
+                decided => {
+                    if let Some(key) = options.idempotency_key {
+                        let found = self
+                            .store
+                            .find_idempotency_key(stream, key)
+                            .map_err(|source| store_error(stream, source))?;
+                        if let Some(outcome) = found {
+                            return self
+                                .duplicate(stream, outcome, attempts)
+                                .map_err(Error::widen);
+                        }
+                    }
+                    let events = decided?;
+                    return Ok(Executed {
+                        state: current.state,
+                        version: current.version,
+                        events,
+                        global_positions: 0..0,
+                        attempts,
+                        duplicate: false,
+                    });
+                }
+            };
             let new_events = decision::encode(stream, &events, metadata).map_err(Error::widen)?;
             let expected = ExpectedVersion::from_version(current.version);
-            match self.store.append(stream, expected, &new_events) {
+            match self
+                .store
+                .append_with(stream, expected, &new_events, append_options)
+            {
+                Ok(outcome) if outcome.duplicate => {
+                    return self
+                        .duplicate(stream, outcome, attempts)
+                        .map_err(Error::widen);
+                }
                 Ok(outcome) => {
                     for event in &events {
                         current.state.apply(event);
@@ -158,6 +264,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         events,
                         global_positions: outcome.global_positions,
                         attempts,
+                        duplicate: false,
                     });
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
@@ -172,38 +279,114 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     // Catch up with what other writers appended since our load, rather
                     // than replaying the whole stream again: a retry costs only the new
                     // events.
-                    let newer = self
-                        .read_stream_from(stream, current.version + 1)
+                    self.catch_up(stream, &mut current, u64::MAX)
                         .map_err(Error::widen)?;
-                    current.replay(stream, &newer).map_err(Error::widen)?;
                 }
-                Err(source) => {
-                    return Err(Error::Store {
-                        stream: stream.to_key(),
-                        source: Box::new(source),
-                    });
-                }
+                Err(source) => return Err(store_error(stream, source)),
             }
         }
     }
 
-    fn read_stream_from(
+    /// The result of a command whose idempotency key was already committed: the state as
+    /// of that append, and the events it stored.
+    fn duplicate(
         &self,
         stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, Error> {
-        self.store
-            .read_stream(stream, from_version)
-            .map_err(|source| Error::Store {
-                stream: stream.to_key(),
-                source: Box::new(source),
-            })
+        outcome: AppendOutcome,
+        attempts: u32,
+    ) -> Result<Executed<A>, Error> {
+        let state = self.load_up_to(stream, outcome.stream_version)?;
+        let events = self
+            .decoded(stream, outcome.stream_versions())?
+            .into_iter()
+            .map(|decoded| decoded.event)
+            .collect();
+        Ok(Executed {
+            state: state.state,
+            version: outcome.stream_version,
+            events,
+            global_positions: outcome.global_positions,
+            attempts,
+            duplicate: true,
+        })
     }
 
-    fn load_versioned(&self, stream: StreamRef<'_>) -> Result<Versioned<A>, Error> {
-        let records = self.read_stream_from(stream, 1)?;
+    /// The events of `stream` with versions in `versions`, decoded, with their envelopes.
+    fn decoded(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+    ) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        let mut decoded = Vec::new();
+        let mut expected = Versioned::<A>::initial();
+        expected.version = versions.start().saturating_sub(1);
+        let mut failure = None;
+        self.store
+            .visit_stream(stream, versions, &mut |record| {
+                let result = expected.decode_next(stream, record).and_then(|event| {
+                    let record = record.to_recorded().map_err(|e| {
+                        store_error(
+                            stream,
+                            StoreError::Corrupt {
+                                stream: stream.to_key(),
+                                version: record.stream_version,
+                                global_position: record.global_position,
+                                event_type: record.event_type.to_owned(),
+                                reason: format!("metadata is not valid: {e}"),
+                            },
+                        )
+                    })?;
+                    Ok(DecodedEvent { record, event })
+                });
+                match result {
+                    Ok(event) => {
+                        expected.version = event.record.stream_version;
+                        decoded.push(event);
+                        ControlFlow::Continue(())
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        ControlFlow::Break(())
+                    }
+                }
+            })
+            .map_err(|source| store_error(stream, source))?;
+        failure.map_or(Ok(decoded), Err)
+    }
+
+    /// The state of `stream` after the events up to version `up_to`.
+    fn load_up_to(&self, stream: StreamRef<'_>, up_to: u64) -> Result<Versioned<A>, Error> {
         let mut loaded = Versioned::initial();
-        loaded.replay(stream, &records)?;
+        self.catch_up(stream, &mut loaded, up_to)?;
         Ok(loaded)
+    }
+
+    /// Applies the events of `stream` after `state.version`, up to version `up_to`.
+    fn catch_up(
+        &self,
+        stream: StreamRef<'_>,
+        state: &mut Versioned<A>,
+        up_to: u64,
+    ) -> Result<(), Error> {
+        let mut failure = None;
+        self.store
+            .visit_stream(stream, state.version + 1..=up_to, &mut |record| match state
+                .apply_record(stream, record)
+            {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => {
+                    failure = Some(error);
+                    ControlFlow::Break(())
+                }
+            })
+            .map_err(|source| store_error(stream, source))?;
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+fn store_error<E>(stream: StreamRef<'_>, source: StoreError) -> Error<E> {
+    Error::Store {
+        stream: stream.to_key(),
+        source: Box::new(source),
     }
 }

@@ -69,7 +69,7 @@ fn with_fallback(
 ///     Ok(v)
 /// }
 ///
-/// let e: MoneyDeposited = es_core::decode_event("FundsAdded", 1, &serde_json::json!({"amount": 10}))?;
+/// let e: MoneyDeposited = es_core::decode_event("FundsAdded", 1, r#"{"amount": 10}"#)?;
 /// assert_eq!((e.cents, e.currency.as_str()), (10, "EUR"));
 /// # Ok::<(), es_core::DecodeError>(())
 /// ```

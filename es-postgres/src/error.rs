@@ -12,7 +12,8 @@
 pub enum Error {
     /// The connection string could not be parsed.
     #[error(
-        "cannot parse the PostgreSQL connection string: {source}; use `postgres://user:password@host:port/database` or the `host=... user=... dbname=...` form"
+        "cannot parse the PostgreSQL connection string: {}; use `postgres://user:password@host:port/database` or the `host=... user=... dbname=...` form",
+        describe(.source)
     )]
     InvalidUrl {
         /// The parser's error.
@@ -31,7 +32,8 @@ pub enum Error {
     },
     /// The server could not be reached or refused the login.
     #[error(
-        "cannot connect to PostgreSQL: {source}; check that the server is running and that the URL's host, port, user, password and database are right"
+        "cannot connect to PostgreSQL: {}; check that the server is running and that the URL's host, port, user, password and database are right",
+        describe(.source)
     )]
     Connect {
         /// The driver's error.
@@ -40,7 +42,8 @@ pub enum Error {
     },
     /// Creating or migrating the event tables failed.
     #[error(
-        "cannot create or migrate the event store tables in schema `{schema}`: {source}; check that the user may create schemas and tables in this database"
+        "cannot create or migrate the event store tables in schema `{schema}`: {}; check that the user may create schemas and tables in this database",
+        describe(.source)
     )]
     Migrate {
         /// The schema.
@@ -80,7 +83,8 @@ pub(crate) enum CounterError {
     },
     /// The counter handed out a position that is already stored.
     #[error(
-        "the es_position counter of schema `{schema}` is behind the stored events: it handed out global position {first}, which is already taken ({source}); something other than es-postgres changed it or wrote events: repair it with `{repair}` while no store is appending",
+        "the es_position counter of schema `{schema}` is behind the stored events: it handed out global position {first}, which is already taken ({}); something other than es-postgres changed it or wrote events: repair it with `{repair}` while no store is appending",
+        describe(.source),
         repair = repair(schema)
     )]
     Behind {
@@ -95,7 +99,8 @@ pub(crate) enum CounterError {
     /// Another session stored the stream version this append wanted without taking the
     /// counter lock, so the database's unique constraint caught it.
     #[error(
-        "{stream} in schema `{schema}` gained the version this append wanted from a session that did not take the es_position counter lock (or from a transaction that is not READ COMMITTED) ({source}); the transaction is aborted: roll it back, then reload the stream and retry"
+        "{stream} in schema `{schema}` gained the version this append wanted from a session that did not take the es_position counter lock (or from a transaction that is not READ COMMITTED) ({}); the transaction is aborted: roll it back, then reload the stream and retry",
+        describe(.source)
     )]
     Bypassed {
         /// The schema.
@@ -113,4 +118,53 @@ fn repair(schema: &str) -> String {
     format!(
         "UPDATE \"{schema}\".es_position SET last = (SELECT coalesce(max(global_position), 0) FROM \"{schema}\".es_events)"
     )
+}
+
+/// A driver error, displayed with what the server said: `postgres::Error` displays a server
+/// error as just "db error", leaving its message, code, detail and hint to be dug out.
+#[derive(Debug)]
+pub(crate) struct DriverError(pub(crate) postgres::Error);
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// A driver error in words: the server's severity, SQLSTATE code, message, detail and hint
+/// for a server error; the driver's message and its cause otherwise.
+pub(crate) fn describe(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!(
+            "PostgreSQL {} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        );
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" (detail: {detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// A driver error as a store error.
+pub(crate) fn backend(error: postgres::Error) -> es_core::StoreError {
+    es_core::StoreError::backend(DriverError(error))
 }

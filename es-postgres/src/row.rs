@@ -7,7 +7,7 @@ use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use es_core::backend::RawRowIdentity;
-use es_core::{RecordedEvent, StoreError, Uuid};
+use es_core::{StoreError, Uuid, Visit, Visitor};
 use postgres::Row;
 use postgres::types::{FromSql, Type};
 
@@ -35,8 +35,8 @@ impl<'a> FromSql<'a> for RawTimestamp {
     }
 }
 
-/// A `jsonb` (or `json`) value as its JSON text, parsed by the caller: this saves building a
-/// [`Value`] for metadata, and lets empty metadata skip the parser.
+/// A `jsonb` (or `json`) value as its JSON text, borrowed from the row and parsed by whoever
+/// uses it: the payload is decoded straight into the event, with no intermediate value.
 struct RawJson<'a>(&'a [u8]);
 
 impl<'a> FromSql<'a> for RawJson<'a> {
@@ -70,17 +70,18 @@ impl RawTimestamp {
     }
 }
 
-/// Decodes one row selected with [`COLUMNS`].
-pub(crate) fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
+/// Reads one row selected with [`COLUMNS`] as a borrowed record, without copying any
+/// column, and hands it to `visit`.
+pub(crate) fn visit(row: &Row, visit: &mut Visitor<'_>) -> Result<Visit, StoreError> {
     // The identifying columns come first so that every later error can name them.
     let id = RawRowIdentity {
-        aggregate_type: row.try_get::<_, String>(2),
-        stream_id: row.try_get::<_, String>(3),
+        global_position: row.try_get::<_, i64>(0),
+        aggregate_type: row.try_get::<_, &str>(2),
+        stream_id: row.try_get::<_, &str>(3),
         stream_version: row.try_get::<_, i64>(4),
-        event_type: row.try_get::<_, String>(5),
+        event_type: row.try_get::<_, &str>(5),
     }
     .check()?;
-    let global_position = id.global_position(row.try_get::<_, i64>(0))?;
     let event_id = id.column("event id", row.try_get::<_, Uuid>(1))?;
     let schema_version = id.schema_version(row.try_get::<_, i64>(6))?;
     let recorded_at = id.column(
@@ -92,16 +93,21 @@ pub(crate) fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
                     .ok_or_else(|| format!("{} µs after 2000-01-01 is out of range", raw.0))
             }),
     )?;
-    let payload = id.payload(id.column("payload", row.try_get::<_, RawJson<'_>>(8))?.0)?;
-    let metadata = id.metadata(id.column("metadata", row.try_get::<_, RawJson<'_>>(9))?.0)?;
-    Ok(id.into_event(
-        global_position,
+    let payload = id.json(
+        "payload",
+        id.column("payload", row.try_get::<_, RawJson<'_>>(8))?.0,
+    )?;
+    let metadata = id.json(
+        "metadata",
+        id.column("metadata", row.try_get::<_, RawJson<'_>>(9))?.0,
+    )?;
+    Ok(visit(&id.into_record(
         event_id,
         schema_version,
         recorded_at,
         payload,
         metadata,
-    ))
+    )))
 }
 
 #[cfg(test)]

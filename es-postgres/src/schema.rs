@@ -5,7 +5,7 @@ use postgres::GenericClient;
 use crate::error::Error;
 
 /// The table layout version this code writes and reads.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// First key of the advisory lock that serialises migrations (the second is the schema's
 /// hash), so two stores opening at once do not both create the tables.
@@ -56,6 +56,36 @@ fn migration(step: i32, s: &str) -> Option<String> {
                  CONSTRAINT es_events_stream_key
                      UNIQUE (aggregate_type, stream_id, stream_version)
              );"
+        )),
+        // 1 -> 2: each stream's version in a row of its own, so the expected-version check
+        // of an append is one primary-key lookup whatever the planner thinks of
+        // `max(stream_version)`; the idempotency keys of committed appends; and checks
+        // that keep the numbers every reader relies on positive (NOT VALID: rows written
+        // before are checked as they are read, not at migration).
+        1 => Some(format!(
+            "CREATE TABLE {s}.es_streams (
+                 aggregate_type text   NOT NULL,
+                 stream_id      text   NOT NULL,
+                 version        bigint NOT NULL CHECK (version > 0),
+                 PRIMARY KEY (aggregate_type, stream_id)
+             );
+             INSERT INTO {s}.es_streams (aggregate_type, stream_id, version)
+                 SELECT aggregate_type, stream_id, max(stream_version)
+                 FROM {s}.es_events GROUP BY aggregate_type, stream_id
+                 HAVING max(stream_version) > 0;
+             CREATE TABLE {s}.es_commands (
+                 aggregate_type  text   NOT NULL,
+                 stream_id       text   NOT NULL,
+                 idempotency_key text   NOT NULL,
+                 stream_version  bigint NOT NULL,
+                 first_position  bigint NOT NULL,
+                 event_count     bigint NOT NULL,
+                 PRIMARY KEY (aggregate_type, stream_id, idempotency_key)
+             );
+             ALTER TABLE {s}.es_events
+                 ADD CONSTRAINT es_events_positive_check
+                 CHECK (stream_version > 0 AND global_position > 0 AND schema_version > 0)
+                 NOT VALID;"
         )),
         _ => None,
     }

@@ -4,18 +4,22 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::ops::RangeInclusive;
+
+use bytes::{BufMut, BytesMut};
+use es_core::backend::validate_batch;
 use es_core::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
-    Uuid,
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef,
+    Uuid, Visitor,
 };
 use postgres::error::SqlState;
-use postgres::types::Json;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{IsNull, Json, ToSql, Type, to_sql_checked};
 use postgres::{
     Client, Config, GenericClient, IsolationLevel, NoTls, Statement, ToStatement, Transaction,
 };
-use serde_json::Value;
 
-use crate::error::{CounterError, Error};
+use crate::error::{CounterError, Error, backend};
 use crate::row::{self, COLUMNS};
 use crate::schema;
 
@@ -225,6 +229,7 @@ impl PostgresStore {
             stream,
             expected,
             events,
+            AppendOptions::default(),
         )
     }
 
@@ -288,8 +293,8 @@ impl PostgresStore {
 impl Inner {
     /// Opens a connection and prepares the statements on it.
     fn open(&self) -> Result<Conn, StoreError> {
-        let mut client = self.config.connect(NoTls).map_err(StoreError::backend)?;
-        let prepared = self.sql.prepare(&mut client).map_err(StoreError::backend)?;
+        let mut client = self.config.connect(NoTls).map_err(backend)?;
+        let prepared = self.sql.prepare(&mut client).map_err(backend)?;
         Ok(Conn { client, prepared })
     }
 }
@@ -334,6 +339,7 @@ struct Statements<T> {
     give_back_positions: T,
     last_position: T,
     stream_version: T,
+    find_key: T,
     insert: T,
     read_stream: T,
     read_all: T,
@@ -370,22 +376,40 @@ impl Statements<String> {
             give_back_positions: format!("UPDATE {s}.es_position SET last = last - $1 WHERE id"),
             last_position: format!("SELECT last FROM {s}.es_position WHERE id"),
             stream_version: format!(
-                "SELECT coalesce(max(stream_version), 0) FROM {s}.es_events \
-                 WHERE aggregate_type = $1 AND stream_id = $2"
+                "SELECT version FROM {s}.es_streams WHERE aggregate_type = $1 AND stream_id = $2"
             ),
+            find_key: format!(
+                "SELECT stream_version, first_position, event_count FROM {s}.es_commands \
+                 WHERE aggregate_type = $1 AND stream_id = $2 AND idempotency_key = $3"
+            ),
+            // One round trip writes the events, the stream's new version and the
+            // idempotency key (data-modifying CTEs all run, referenced or not).
             insert: format!(
-                "INSERT INTO {s}.es_events (global_position, event_id, aggregate_type, stream_id, \
-                 stream_version, event_type, schema_version, recorded_at, payload, metadata) \
-                 SELECT $1::bigint + e.ord - 1, e.event_id, $2::text, $3::text, \
-                        $4::bigint + e.ord, e.event_type, e.schema_version, $5::timestamptz, \
-                        e.payload, e.metadata \
-                 FROM unnest($6::uuid[], $7::text[], $8::bigint[], $9::jsonb[], $10::jsonb[]) \
-                      WITH ORDINALITY \
-                      AS e(event_id, event_type, schema_version, payload, metadata, ord)"
+                "WITH new_events AS ( \
+                     INSERT INTO {s}.es_events (global_position, event_id, aggregate_type, \
+                         stream_id, stream_version, event_type, schema_version, recorded_at, \
+                         payload, metadata) \
+                     SELECT $1::bigint + e.ord - 1, e.event_id, $2::text, $3::text, \
+                            $4::bigint + e.ord, e.event_type, e.schema_version, $5::timestamptz, \
+                            e.payload, e.metadata \
+                     FROM unnest($6::uuid[], $7::text[], $8::bigint[], $9::jsonb[], $10::jsonb[]) \
+                          WITH ORDINALITY \
+                          AS e(event_id, event_type, schema_version, payload, metadata, ord) \
+                 ), stream AS ( \
+                     INSERT INTO {s}.es_streams (aggregate_type, stream_id, version) \
+                     VALUES ($2::text, $3::text, $4::bigint + cardinality($6::uuid[])) \
+                     ON CONFLICT (aggregate_type, stream_id) DO UPDATE SET version = EXCLUDED.version \
+                 ) \
+                 INSERT INTO {s}.es_commands (aggregate_type, stream_id, idempotency_key, \
+                     stream_version, first_position, event_count) \
+                 SELECT $2::text, $3::text, $11::text, $4::bigint + cardinality($6::uuid[]), \
+                        $1::bigint, cardinality($6::uuid[]) \
+                 WHERE $11::text IS NOT NULL"
             ),
             read_stream: format!(
                 "SELECT {COLUMNS} FROM {s}.es_events \
-                 WHERE aggregate_type = $1 AND stream_id = $2 AND stream_version >= $3 \
+                 WHERE aggregate_type = $1 AND stream_id = $2 \
+                   AND stream_version >= $3 AND stream_version <= $4 \
                  ORDER BY stream_version"
             ),
             read_all: format!(
@@ -402,6 +426,7 @@ impl Statements<String> {
             give_back_positions: client.prepare(&self.give_back_positions)?,
             last_position: client.prepare(&self.last_position)?,
             stream_version: client.prepare(&self.stream_version)?,
+            find_key: client.prepare(&self.find_key)?,
             insert: client.prepare(&self.insert)?,
             read_stream: client.prepare(&self.read_stream)?,
             read_all: client.prepare(&self.read_all)?,
@@ -471,6 +496,28 @@ pub fn append_in_transaction(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendOutcome, StoreError> {
+    append_in_transaction_with(
+        tx,
+        schema,
+        stream,
+        expected,
+        events,
+        AppendOptions::default(),
+    )
+}
+
+/// Like [`append_in_transaction`], with [`AppendOptions`] (an idempotency key).
+///
+/// An append whose key is already committed on the stream writes nothing and returns the
+/// original outcome with [`AppendOutcome::duplicate`] set; `tx` stays usable.
+pub fn append_in_transaction_with(
+    tx: &mut Transaction<'_>,
+    schema: &str,
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    options: AppendOptions<'_>,
+) -> Result<AppendOutcome, StoreError> {
     schema::validate(schema).map_err(|e| StoreError::Invalid {
         stream: stream.to_key(),
         reason: e.to_string(),
@@ -483,37 +530,8 @@ pub fn append_in_transaction(
         stream,
         expected,
         events,
+        options,
     )
-}
-
-/// Stream versions and positions as PostgreSQL stores them (`bigint`); values beyond
-/// `i64::MAX` saturate, which only matters for "read from" bounds no store reaches.
-fn sql_int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn stored_u64(value: i64, stream: StreamRef<'_>, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        stream: stream.to_key(),
-        version: 0,
-        event_type: String::new(),
-        reason: format!("the stored {what} is {value}, which is negative"),
-    })
-}
-
-fn current_version<Q: Query>(
-    client: &mut impl GenericClient,
-    sql: &Statements<Q>,
-    stream: StreamRef<'_>,
-) -> Result<u64, StoreError> {
-    let row = client
-        .query_one(
-            sql.stream_version.stmt(),
-            &[&stream.aggregate_type, &stream.id],
-        )
-        .map_err(StoreError::backend)?;
-    let version: i64 = row.try_get(0).map_err(StoreError::backend)?;
-    stored_u64(version, stream, "stream version")
 }
 
 /// Refuses a stream whose aggregate type or id contains NUL before it reaches the server,
@@ -534,7 +552,107 @@ fn check_text(stream: StreamRef<'_>) -> Result<(), StoreError> {
     })
 }
 
+/// JSON text passed to a `jsonb` (or `json`) parameter as it is, without building a
+/// `serde_json::Value` first.
+#[derive(Debug)]
+struct JsonText<'a>(&'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // The binary jsonb format: a version byte, then the JSON text.
+            out.put_u8(1);
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+
+    to_sql_checked!();
+}
+
+/// Stream versions and positions as PostgreSQL stores them (`bigint`); values beyond
+/// `i64::MAX` saturate, which only matters for "read from" bounds no store reaches.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn stored_u64(value: i64, stream: StreamRef<'_>, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::CorruptStream {
+        stream: stream.to_key(),
+        reason: format!("the stored {what} is {value}, which is negative"),
+    })
+}
+
+fn current_version<Q: Query>(
+    client: &mut impl GenericClient,
+    sql: &Statements<Q>,
+    stream: StreamRef<'_>,
+) -> Result<u64, StoreError> {
+    let row = client
+        .query_opt(
+            sql.stream_version.stmt(),
+            &[&stream.aggregate_type, &stream.id],
+        )
+        .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(0);
+    };
+    let version: i64 = row.try_get(0).map_err(backend)?;
+    stored_u64(version, stream, "stream version")
+}
+
+/// The outcome of the committed append to `stream` that carried `key`, if any.
+fn find_key<Q: Query>(
+    client: &mut impl GenericClient,
+    sql: &Statements<Q>,
+    stream: StreamRef<'_>,
+    key: &str,
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let row = client
+        .query_opt(
+            sql.find_key.stmt(),
+            &[&stream.aggregate_type, &stream.id, &key],
+        )
+        .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let (version, first, count): (i64, i64, i64) = (
+        row.try_get(0).map_err(backend)?,
+        row.try_get(1).map_err(backend)?,
+        row.try_get(2).map_err(backend)?,
+    );
+    match (
+        u64::try_from(version),
+        u64::try_from(first),
+        u64::try_from(count),
+    ) {
+        (Ok(version), Ok(first), Ok(count)) if first > 0 && count > 0 && version >= count => {
+            Ok(Some(AppendOutcome {
+                stream_version: version,
+                global_positions: first..first + count,
+                duplicate: true,
+            }))
+        }
+        _ => Err(StoreError::CorruptStream {
+            stream: stream.to_key(),
+            reason: format!(
+                "the es_commands row of idempotency key {key:?} holds version {version}, first position {first} and {count} events, which cannot be an append"
+            ),
+        }),
+    }
+}
+
 /// The append itself; see [`append_in_transaction`].
+#[allow(clippy::too_many_arguments)]
 fn append_with<Q: Query>(
     tx: &mut Transaction<'_>,
     schema: &str,
@@ -543,19 +661,16 @@ fn append_with<Q: Query>(
     stream: StreamRef<'_>,
     expected: ExpectedVersion,
     events: &[NewEvent],
+    options: AppendOptions<'_>,
 ) -> Result<AppendOutcome, StoreError> {
-    check_text(stream)?;
-    if let Some(event) = events.iter().find(|e| e.event_type.contains('\0')) {
-        return Err(StoreError::Invalid {
-            stream: stream.to_key(),
-            reason: format!(
-                "the event type {:?} contains a NUL character, and PostgreSQL text cannot hold NUL characters; remove it",
-                event.event_type
-            ),
-        });
-    }
+    validate_batch(stream, events, options)?;
     if events.is_empty() {
         // Nothing to write: check the expectation, report the next position, lock nothing.
+        if let Some(key) = options.idempotency_key {
+            if let Some(outcome) = find_key(tx, sql, stream, key)? {
+                return Ok(outcome);
+            }
+        }
         let current = current_version(tx, sql, stream)?;
         if !expected.is_satisfied_by(current) {
             return Err(StoreError::conflict(stream, expected, current));
@@ -563,11 +678,12 @@ fn append_with<Q: Query>(
         let last: i64 = tx
             .query_one(sql.last_position.stmt(), &[])
             .and_then(|row| row.try_get(0))
-            .map_err(StoreError::backend)?;
+            .map_err(backend)?;
         let next = stored_u64(last, stream, "last global position")? + 1;
         return Ok(AppendOutcome {
             stream_version: current,
             global_positions: next..next,
+            duplicate: false,
         });
     }
 
@@ -580,7 +696,7 @@ fn append_with<Q: Query>(
     let last: i64 = tx
         .query_one(sql.take_positions.stmt(), &[&count])
         .and_then(|row| row.try_get(0))
-        .map_err(StoreError::backend)?;
+        .map_err(backend)?;
     let first = last - count + 1;
     if first < 1 {
         // Positions start at 1: the counter was negative before this append.
@@ -589,25 +705,44 @@ fn append_with<Q: Query>(
             before: last - count,
         }));
     }
-    // 2. Check the expectation. No other append can run until this transaction ends.
-    let current = current_version(tx, sql, stream)?;
-    if !expected.is_satisfied_by(current) {
+    // 2. A key already committed wins over the expected version (a retried append carries
+    //    the version its first attempt expected). No other append can run until this
+    //    transaction ends, so neither check can race.
+    let give_back_positions = |tx: &mut Transaction<'_>| {
         if give_back == GiveBack::Yes {
             // Leave the counter as it was, in case the caller commits its transaction anyway.
             tx.execute(sql.give_back_positions.stmt(), &[&count])
-                .map_err(StoreError::backend)?;
+                .map_err(backend)?;
         }
+        Ok::<_, StoreError>(())
+    };
+    if let Some(key) = options.idempotency_key {
+        if let Some(outcome) = find_key(tx, sql, stream, key)? {
+            give_back_positions(tx)?;
+            return Ok(outcome);
+        }
+    }
+    // 3. Check the expectation.
+    let current = current_version(tx, sql, stream)?;
+    if !expected.is_satisfied_by(current) {
+        give_back_positions(tx)?;
         return Err(StoreError::conflict(stream, expected, current));
     }
-    // 3. Insert the batch in one statement.
+    let current_sql = i64::try_from(current)
+        .ok()
+        .filter(|c| c.checked_add(count).is_some())
+        .ok_or_else(|| StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: "the stream version would overflow".to_owned(),
+        })?;
+    // 4. Insert the batch, the stream's version and the key in one statement.
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_ref()).collect();
     let versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
-    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    let payloads: Vec<JsonText<'_>> = events.iter().map(|e| JsonText(e.payload.get())).collect();
     let metadata: Vec<Json<&es_core::Metadata>> =
         events.iter().map(|e| Json(&e.metadata)).collect();
     let recorded_at = SystemTime::now();
-    let current_sql = sql_int(current);
     tx.execute(
         sql.insert.stmt(),
         &[
@@ -621,12 +756,14 @@ fn append_with<Q: Query>(
             &versions,
             &payloads,
             &metadata,
+            &options.idempotency_key,
         ],
     )
     .map_err(|e| insert_error(e, schema, first, give_back, stream, expected, current))?;
     Ok(AppendOutcome {
         stream_version: current + events.len() as u64,
         global_positions: first.unsigned_abs()..last.unsigned_abs() + 1,
+        duplicate: false,
     })
 }
 
@@ -655,7 +792,7 @@ fn insert_error(
                 ),
             };
         }
-        return StoreError::backend(error);
+        return backend(error);
     };
     match db.constraint() {
         Some("es_events_event_id_key") => StoreError::Invalid {
@@ -687,16 +824,17 @@ fn insert_error(
             // at least one past what this append saw.
             actual: current + 1,
         },
-        _ => StoreError::backend(error),
+        _ => backend(error),
     }
 }
 
 impl EventStore for PostgresStore {
-    fn append(
+    fn append_with(
         &self,
         stream: StreamRef<'_>,
         expected: ExpectedVersion,
         events: &[NewEvent],
+        options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
         self.with_conn(|conn| {
             // READ COMMITTED whatever the server's default: the expected-version check must
@@ -706,7 +844,7 @@ impl EventStore for PostgresStore {
                 .build_transaction()
                 .isolation_level(IsolationLevel::ReadCommitted)
                 .start()
-                .map_err(StoreError::backend)?;
+                .map_err(backend)?;
             // A conflict drops `tx`, rolling back the counter update.
             let outcome = append_with(
                 &mut tx,
@@ -716,45 +854,88 @@ impl EventStore for PostgresStore {
                 stream,
                 expected,
                 events,
+                options,
             )?;
-            tx.commit().map_err(StoreError::backend)?;
+            if outcome.duplicate {
+                // Nothing to keep: roll back the counter update.
+                tx.rollback().map_err(backend)?;
+            } else {
+                tx.commit().map_err(backend)?;
+            }
             Ok(outcome)
         })
     }
 
-    fn read_stream(
+    fn find_idempotency_key(
         &self,
         stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
         check_text(stream)?;
-        let from = sql_int(from_version);
+        if idempotency_key.contains('\0') {
+            return Ok(None);
+        }
+        self.with_conn(|conn| find_key(&mut conn.client, &conn.prepared, stream, idempotency_key))
+    }
+
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        check_text(stream)?;
+        if versions.is_empty() {
+            return Ok(());
+        }
+        // A read from the start has no lower bound, so that a row with a non-positive
+        // version (damage) sorts first and is reported, not silently skipped.
+        let from = if *versions.start() <= 1 {
+            i64::MIN
+        } else {
+            sql_int(*versions.start())
+        };
+        let to = sql_int(*versions.end());
         self.with_conn(|conn| {
-            conn.client
-                .query(
-                    &conn.prepared.read_stream,
-                    &[&stream.aggregate_type, &stream.id, &from],
-                )
-                .map_err(StoreError::backend)?
-                .iter()
-                .map(row::decode)
-                .collect()
+            let params: [&(dyn ToSql + Sync); 4] = [&stream.aggregate_type, &stream.id, &from, &to];
+            // Rows arrive as the server sends them and are handed over one at a time,
+            // borrowed: a long stream is never held in memory.
+            let mut rows = conn
+                .client
+                .query_raw(&conn.prepared.read_stream, params)
+                .map_err(backend)?;
+            while let Some(row) = rows.next().map_err(backend)? {
+                if row::visit(&row, visitor)?.is_break() {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let from = sql_int(from_position);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_conn(|conn| {
-            conn.client
-                .query(&conn.prepared.read_all, &[&from, &limit])
-                .map_err(StoreError::backend)?
-                .iter()
-                .map(row::decode)
-                .collect()
+            let params: [&(dyn ToSql + Sync); 2] = [&from, &limit];
+            let mut rows = conn
+                .client
+                .query_raw(&conn.prepared.read_all, params)
+                .map_err(backend)?;
+            while let Some(row) = rows.next().map_err(backend)? {
+                if row::visit(&row, visitor)?.is_break() {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use rusqlite::ErrorCode;
+
 /// A SQLite event store could not be opened, configured or migrated.
 ///
 /// Errors while appending or reading are [`es_core::StoreError`]s; this type only covers
@@ -59,6 +61,40 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The path cannot name an event store file: it is empty, names SQLite's in-memory
+    /// database (`:memory:`) or is a SQLite URI (`file:...`).
+    #[error(
+        "cannot open the SQLite event store `{}`: {reason}; pass the path of a database file, or use `SqliteStore::open_in_memory` for a store that lives in memory",
+        .path.display()
+    )]
+    InvalidPath {
+        /// The path as given.
+        path: PathBuf,
+        /// Why the path is refused.
+        reason: &'static str,
+    },
+    /// The file exists but is not a SQLite database (or its header is damaged).
+    #[error(
+        "`{}` is not a SQLite database ({source}); pass the path of an es-sqlite event store, of a SQLite database to add the event tables to, or of a file that does not exist yet (es-sqlite never overwrites other files)",
+        .path.display()
+    )]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database can only be read: the file, its directory or its file system is
+    /// read-only for this process.
+    #[error(
+        "the SQLite event store `{}` is read-only for this process; an event store needs write access to the file and to its directory (SQLite creates the `-wal` and `-shm` files next to it): check the permissions of both, that the file system is not mounted read-only, and that the file belongs to the user running this program",
+        .path.display()
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The database was written by a newer release of es-sqlite.
     #[error(
         "the event store `{}` has schema version {found}, newer than version {supported} that this es-sqlite supports; upgrade es-sqlite to the release that wrote it",
@@ -72,4 +108,32 @@ pub enum Error {
         /// The newest schema version this code knows.
         supported: i64,
     },
+}
+
+impl Error {
+    /// Replaces a SQLite failure whose code says what is wrong with the file (it is not a
+    /// database, or it cannot be written) by the variant that says so.
+    pub(crate) fn refine(self) -> Self {
+        let code = match &self {
+            Self::Open { source, .. }
+            | Self::Configure { source, .. }
+            | Self::Migrate { source, .. } => source.sqlite_error_code(),
+            _ => None,
+        };
+        match (code, self) {
+            (
+                Some(ErrorCode::NotADatabase),
+                Self::Open { path, source }
+                | Self::Configure { path, source, .. }
+                | Self::Migrate { path, source },
+            ) => Self::NotADatabase { path, source },
+            // Every `SQLITE_READONLY_*`: the file, its directory (no `-wal` or `-shm` file
+            // can be created there) or its file system cannot be written.
+            (
+                Some(ErrorCode::ReadOnly),
+                Self::Open { path, .. } | Self::Configure { path, .. } | Self::Migrate { path, .. },
+            ) => Self::ReadOnly { path },
+            (_, other) => other,
+        }
+    }
 }

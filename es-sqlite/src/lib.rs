@@ -22,7 +22,7 @@
 //! drop(store);
 //! let store = SqliteStore::open(dir.join("events.db"))?;
 //! let events = store.read_stream(stream, 1)?;
-//! assert_eq!(events[0].payload["by"], 2);
+//! assert_eq!(events[0].payload_value()?["by"], 2);
 //! # drop(store);
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
@@ -40,6 +40,35 @@
 //! `PRAGMA user_version`, so the file can also hold your own tables and their migrations.
 //! [`SqliteStore::open`] creates or migrates the schema and refuses (with
 //! [`Error::SchemaTooNew`]) a file written by a newer release.
+//!
+//! ## Opening a file: what `open` changes, and what it refuses
+//!
+//! [`SqliteStore::open`] takes the path of a file. If it does not exist, it is created. If it
+//! is a SQLite database that is not an event store yet (your application's own database,
+//! say), it becomes one **in place and for good**:
+//!
+//! - the tables `es_events`, `es_commands` and `es_schema_version` (and SQLite's
+//!   `sqlite_sequence`) are created next to yours; your tables, rows, indexes and
+//!   `PRAGMA user_version` are not touched, and you can keep using them through your own
+//!   connections (open them with the re-exported [`rusqlite`] to get the same SQLite);
+//! - the file is switched to WAL mode, which SQLite records in the file: from then on every
+//!   connection to it, also other programs', runs in WAL mode (and SQLite older than 3.7.0
+//!   cannot read it);
+//! - the directory must be writable by every process using the file, as SQLite keeps the
+//!   `-wal` and `-shm` files next to it.
+//!
+//! Use a file of its own for the event store if any of that is unwelcome. `open` refuses,
+//! without changing anything:
+//!
+//! - `""`, `:memory:` and SQLite URIs (`file:...`) with [`Error::InvalidPath`]: SQLite
+//!   reads them as a temporary database, one in-memory database per connection, or a URI
+//!   with parameters. [`SqliteStore::open_in_memory`] is the in-memory store;
+//! - a file that is not a SQLite database with [`Error::NotADatabase`];
+//! - a file this process cannot write (permissions, a read-only directory or mount) with
+//!   [`Error::ReadOnly`], rather than failing at the first append.
+//!
+//! Several processes may open, and create, the same file at the same time: each waits for
+//! the others (up to 10 s).
 //!
 //! ## Appends and the global log
 //!

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use es_core::backend::RawRowIdentity;
-use es_core::{RecordedEvent, StoreError};
+use es_core::{StoreError, Visit, Visitor};
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
 
@@ -34,17 +34,18 @@ fn from_micros(micros: i64) -> Option<SystemTime> {
     }
 }
 
-/// Decodes one row selected with [`COLUMNS`].
-pub(crate) fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
+/// Reads one row selected with [`COLUMNS`] as a borrowed record, without copying any
+/// column, and hands it to `visit`.
+pub(crate) fn visit(row: &Row<'_>, visit: &mut Visitor<'_>) -> Result<Visit, StoreError> {
     // The identifying columns come first so that every later error can name them.
     let id = RawRowIdentity {
+        global_position: integer(row, 0),
         aggregate_type: text(row, 2),
         stream_id: text(row, 3),
         stream_version: integer(row, 4),
         event_type: text(row, 5),
     }
     .check()?;
-    let global_position = id.global_position(integer(row, 0))?;
     let event_id = id.event_id_text(text(row, 1))?;
     let schema_version = id.schema_version(integer(row, 6))?;
     let recorded_at = id.column(
@@ -53,16 +54,15 @@ pub(crate) fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
             from_micros(micros).ok_or_else(|| format!("{micros} µs is out of range"))
         }),
     )?;
-    let payload = id.payload(id.column("payload", json_bytes(row, 8))?)?;
-    let metadata = id.metadata(id.column("metadata", json_bytes(row, 9))?)?;
-    Ok(id.into_event(
-        global_position,
+    let payload = id.json("payload", id.column("payload", json_bytes(row, 8))?)?;
+    let metadata = id.json("metadata", id.column("metadata", json_bytes(row, 9))?)?;
+    Ok(visit(&id.into_record(
         event_id,
         schema_version,
         recorded_at,
         payload,
         metadata,
-    ))
+    )))
 }
 
 fn value<'r>(row: &'r Row<'_>, index: usize) -> Result<ValueRef<'r>, String> {
@@ -76,9 +76,9 @@ fn integer(row: &Row<'_>, index: usize) -> Result<i64, String> {
     }
 }
 
-fn text(row: &Row<'_>, index: usize) -> Result<String, String> {
+fn text<'r>(row: &'r Row<'_>, index: usize) -> Result<&'r str, String> {
     match value(row, index)? {
-        ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string()),
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| e.to_string()),
         other => Err(format!("expected text, found {}", other.data_type())),
     }
 }

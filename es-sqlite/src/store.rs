@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use std::ops::RangeInclusive;
+
+use es_core::backend::validate_batch;
 use es_core::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
-    Uuid,
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef,
+    Uuid, Visitor,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
@@ -59,12 +62,40 @@ impl SqliteStore {
     /// Opens the event store in the SQLite file at `path`, creating the file and its tables
     /// if they do not exist and migrating an older schema.
     ///
-    /// Fails with [`Error::SchemaTooNew`] if a newer release of es-sqlite wrote the file.
+    /// Several threads or processes may open (and create) the same file at once; each open
+    /// waits for the others' locks, up to 10 seconds.
+    ///
+    /// # What `open` does to an existing file
+    ///
+    /// `path` may name a SQLite database that other code uses too: the event store only
+    /// touches its own tables, and your tables, rows, indexes and `PRAGMA user_version`
+    /// stay as they are. But opening it as an event store changes the file for good:
+    ///
+    /// - it creates the tables `es_events`, `es_commands` and `es_schema_version` (and
+    ///   SQLite's `sqlite_sequence`), unless they exist;
+    /// - it switches the file to WAL mode (`PRAGMA journal_mode = WAL`), which is recorded in
+    ///   the file: every later connection, also other programs', uses WAL. SQLite before
+    ///   3.7.0 cannot open it, and WAL does not work on network file systems;
+    /// - the directory must stay writable for everyone using the file, since SQLite creates
+    ///   the `-wal` and `-shm` files next to it.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidPath`] for `""`, `:memory:` (use [`SqliteStore::open_in_memory`])
+    ///   and SQLite URIs (`file:...`);
+    /// - [`Error::NotADatabase`] if the file exists but is not a SQLite database; it is
+    ///   left untouched;
+    /// - [`Error::ReadOnly`] if this process cannot write the file or its directory;
+    /// - [`Error::SchemaTooNew`] if a newer release of es-sqlite wrote the file;
+    /// - [`Error::Open`], [`Error::Configure`], [`Error::NoWal`] or [`Error::Migrate`] if
+    ///   SQLite fails otherwise.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
+        schema::check_path(path)?;
         let mut conn = open_file(path, true)?;
-        schema::enable_wal(&conn, path)?;
-        schema::migrate(&mut conn, path)?;
+        schema::check_writable(&conn, path)?;
+        schema::enable_wal(&conn, path).map_err(Error::refine)?;
+        schema::migrate(&mut conn, path).map_err(Error::refine)?;
         // Readers open the file again later: pin the absolute path now, so a change of the
         // working directory cannot point them at another file. The writer just created the
         // file, so this only fails if it vanished since; then the path as given is as good.
@@ -132,11 +163,16 @@ fn open_file(path: &Path, create: bool) -> Result<Connection, Error> {
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
-        path: path.to_owned(),
-        source,
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| {
+        Error::Open {
+            path: path.to_owned(),
+            source,
+        }
+        .refine()
     })?;
-    schema::configure(&conn, path)?;
+    // Configuring reads the file's header: this is where a file that is not a database, or
+    // a WAL file whose `-wal` file cannot be created, shows.
+    schema::configure(&conn, path).map_err(Error::refine)?;
     Ok(conn)
 }
 
@@ -156,6 +192,48 @@ fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// The outcome of the committed append to `stream` that carried `key`, if any.
+fn find_key(
+    conn: &Connection,
+    stream: StreamRef<'_>,
+    key: &str,
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let found: Option<(i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT stream_version, first_position, event_count FROM es_commands \
+             WHERE aggregate_type = ?1 AND stream_id = ?2 AND idempotency_key = ?3",
+        )
+        .and_then(|mut stmt| {
+            let mut rows = stmt.query(params![stream.aggregate_type, stream.id, key])?;
+            rows.next()?
+                .map(|row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .transpose()
+        })
+        .map_err(backend)?;
+    let Some((version, first, count)) = found else {
+        return Ok(None);
+    };
+    match (
+        u64::try_from(version),
+        u64::try_from(first),
+        u64::try_from(count),
+    ) {
+        (Ok(version), Ok(first), Ok(count)) if first > 0 && count > 0 && version >= count => {
+            Ok(Some(AppendOutcome {
+                stream_version: version,
+                global_positions: first..first + count,
+                duplicate: true,
+            }))
+        }
+        _ => Err(StoreError::CorruptStream {
+            stream: stream.to_key(),
+            reason: format!(
+                "the es_commands row of idempotency key {key:?} holds version {version}, first position {first} and {count} events, which cannot be an append"
+            ),
+        }),
+    }
+}
+
 /// The current version of `stream` (0: no stream).
 fn current_version(conn: &Connection, stream: StreamRef<'_>) -> Result<u64, StoreError> {
     let max: Option<i64> = conn
@@ -167,10 +245,8 @@ fn current_version(conn: &Connection, stream: StreamRef<'_>) -> Result<u64, Stor
         })
         .map_err(backend)?;
     let max = max.unwrap_or(0);
-    u64::try_from(max).map_err(|_| StoreError::Corrupt {
+    u64::try_from(max).map_err(|_| StoreError::CorruptStream {
         stream: stream.to_key(),
-        version: 0,
-        event_type: String::new(),
         reason: format!("the highest stored stream version is {max}, which is negative"),
     })
 }
@@ -221,12 +297,14 @@ fn encode_json(
 }
 
 impl EventStore for SqliteStore {
-    fn append(
+    fn append_with(
         &self,
         stream: StreamRef<'_>,
         expected: ExpectedVersion,
         events: &[NewEvent],
+        options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
+        validate_batch(stream, events, options)?;
         let mut conn = lock(&self.inner.writer);
         // BEGIN IMMEDIATE takes the database's write lock before the version check, so no
         // other connection or process can append between the check and the commit.
@@ -236,6 +314,13 @@ impl EventStore for SqliteStore {
             TransactionBehavior::Immediate
         };
         let tx = conn.transaction_with_behavior(behavior).map_err(backend)?;
+        // A key already committed wins over the expected version: a retried append
+        // carries the version its first attempt expected.
+        if let Some(key) = options.idempotency_key {
+            if let Some(outcome) = find_key(&tx, stream, key)? {
+                return Ok(outcome);
+            }
+        }
         let current = current_version(&tx, stream)?;
         if !expected.is_satisfied_by(current) {
             return Err(StoreError::conflict(stream, expected, current));
@@ -245,6 +330,7 @@ impl EventStore for SqliteStore {
             return Ok(AppendOutcome {
                 stream_version: current,
                 global_positions: next..next,
+                duplicate: false,
             });
         }
         let recorded_at = row::to_micros(SystemTime::now());
@@ -260,12 +346,7 @@ impl EventStore for SqliteStore {
                 .map_err(backend)?;
             let mut id_buf = Uuid::encode_buffer();
             for (offset, event) in (1..).zip(events) {
-                let payload = encode_json(
-                    stream,
-                    event,
-                    "payload",
-                    serde_json::to_string(&event.payload),
-                )?;
+                let payload = event.payload.get();
                 let metadata = encode_json(
                     stream,
                     event,
@@ -297,25 +378,66 @@ impl EventStore for SqliteStore {
                 last_position = position;
             }
         }
-        tx.commit().map_err(backend)?;
         // Positions within one write transaction are consecutive (AUTOINCREMENT, one writer).
         let first = first_position.unwrap_or(last_position);
-        Ok(AppendOutcome {
+        let outcome = AppendOutcome {
             stream_version: current + events.len() as u64,
             global_positions: first..last_position + 1,
-        })
+            duplicate: false,
+        };
+        if let Some(key) = options.idempotency_key {
+            tx.prepare_cached(
+                "INSERT INTO es_commands (aggregate_type, stream_id, idempotency_key, \
+                 stream_version, first_position, event_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    stream.aggregate_type,
+                    stream.id,
+                    key,
+                    sql_int(outcome.stream_version),
+                    sql_int(first),
+                    sql_int(events.len() as u64),
+                ])
+            })
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(outcome)
     }
 
-    fn read_stream(
+    fn find_idempotency_key(
         &self,
         stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        self.with_reader(|conn| find_key(conn, stream, idempotency_key))
+    }
+
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        if versions.is_empty() {
+            return Ok(());
+        }
         self.with_reader(|conn| {
+            // Rows are stepped one at a time and handed over borrowed: a long stream is
+            // never held in memory. A read from the start has no lower bound, so that a row
+            // with a non-positive version (damage) sorts first and is reported, not
+            // silently skipped; both forms are one range scan of the stream's index.
+            let lower = if *versions.start() <= 1 {
+                i64::MIN
+            } else {
+                sql_int(*versions.start())
+            };
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM es_events \
-                     WHERE aggregate_type = ?1 AND stream_id = ?2 AND stream_version >= ?3 \
+                     WHERE aggregate_type = ?1 AND stream_id = ?2 \
+                       AND stream_version >= ?3 AND stream_version <= ?4 \
                      ORDER BY stream_version"
                 ))
                 .map_err(backend)?;
@@ -323,20 +445,27 @@ impl EventStore for SqliteStore {
                 .query(params![
                     stream.aggregate_type,
                     stream.id,
-                    sql_int(from_version)
+                    lower,
+                    sql_int(*versions.end()),
                 ])
                 .map_err(backend)?;
-            let mut events = Vec::new();
             while let Some(row) = rows.next().map_err(backend)? {
-                events.push(row::decode(row)?);
+                if row::visit(row, visitor)?.is_break() {
+                    break;
+                }
             }
-            Ok(events)
+            Ok(())
         })
     }
 
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.with_reader(|conn| {
             let mut stmt = conn
@@ -349,11 +478,12 @@ impl EventStore for SqliteStore {
             let mut rows = stmt
                 .query(params![sql_int(from_position), limit])
                 .map_err(backend)?;
-            let mut events = Vec::new();
             while let Some(row) = rows.next().map_err(backend)? {
-                events.push(row::decode(row)?);
+                if row::visit(row, visitor)?.is_break() {
+                    break;
+                }
             }
-            Ok(events)
+            Ok(())
         })
     }
 

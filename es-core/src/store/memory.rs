@@ -1,19 +1,25 @@
 //! [`InMemoryStore`]: a thread-safe store that keeps every promise a durable one does.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::{ControlFlow, RangeInclusive};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use super::{AppendOutcome, EventStore, ExpectedVersion, StoreError};
-use crate::envelope::{NewEvent, RecordedEvent, StreamRef};
+use super::{AppendOptions, AppendOutcome, EventStore, ExpectedVersion, StoreError, Visitor};
+use crate::backend::validate_batch;
+use crate::envelope::{EventRecord, Metadata, MetadataRef, NewEvent, StreamRef};
 
 /// An event store in memory, for tests, prototypes and examples.
 ///
-/// It enforces expected versions and assigns global positions exactly as the durable stores
-/// do, so code tested against it behaves the same in production. Cloning is cheap and clones
-/// share the same events; one instance can serve repositories of many aggregate types.
+/// It enforces expected versions, unique event ids and idempotency keys, and assigns
+/// global positions exactly as the durable stores do, so code tested against it behaves the
+/// same in production. Cloning is cheap and clones share the same events; one instance can
+/// serve repositories of many aggregate types.
+///
+/// Each stream's events are kept together, and the global log is an index into the streams,
+/// so reading a stream touches only its own events, and nothing is copied when it is read.
 ///
 /// ```
 /// use es_core::{EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, StreamRef};
@@ -23,7 +29,8 @@ use crate::envelope::{NewEvent, RecordedEvent, StreamRef};
 /// let event = NewEvent::new("Incremented", 1, serde_json::json!({}), Metadata::new());
 /// store.append(stream, ExpectedVersion::NoStream, &[event.clone()])?;
 /// // A second writer that also thought the stream was new is rejected.
-/// assert!(store.append(stream, ExpectedVersion::NoStream, &[event]).unwrap_err().is_conflict());
+/// let again = NewEvent::new("Incremented", 1, serde_json::json!({}), Metadata::new());
+/// assert!(store.append(stream, ExpectedVersion::NoStream, &[again]).unwrap_err().is_conflict());
 /// # Ok::<(), es_core::StoreError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -33,20 +40,68 @@ pub struct InMemoryStore {
 
 #[derive(Debug, Default)]
 struct Log {
-    /// The global log; an event's global position is its index + 1.
-    events: Vec<RecordedEvent>,
-    /// aggregate type -> stream id -> indexes into `events`, in stream order.
-    streams: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Every stream, in order of creation.
+    streams: Vec<Stream>,
+    /// aggregate type -> stream id -> index into `streams`.
+    index: HashMap<String, HashMap<String, usize>>,
+    /// The global log: `global[p - 1]` is the (stream index, offset in that stream) of the
+    /// event at global position `p`.
+    global: Vec<(u32, u32)>,
     /// Every stored event id: ids are unique store-wide, as in the durable stores.
     event_ids: HashSet<Uuid>,
 }
 
+#[derive(Debug)]
+struct Stream {
+    aggregate_type: String,
+    id: String,
+    /// The stream's events, in version order: the event at version `v` is `events[v - 1]`.
+    events: Vec<StoredEvent>,
+    /// Idempotency key -> the outcome of the append that carried it.
+    commands: HashMap<String, AppendOutcome>,
+}
+
+#[derive(Debug)]
+struct StoredEvent {
+    event_id: Uuid,
+    global_position: u64,
+    event_type: std::borrow::Cow<'static, str>,
+    schema_version: u32,
+    recorded_at: SystemTime,
+    payload: Box<serde_json::value::RawValue>,
+    metadata: Metadata,
+}
+
+impl Stream {
+    fn record<'a>(&'a self, version: u64, event: &'a StoredEvent) -> EventRecord<'a> {
+        EventRecord {
+            event_id: event.event_id,
+            stream: StreamRef::new(&self.aggregate_type, &self.id),
+            stream_version: version,
+            global_position: event.global_position,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at: event.recorded_at,
+            payload: event.payload.get(),
+            metadata: MetadataRef::Parsed(&event.metadata),
+        }
+    }
+}
+
 impl Log {
-    fn stream(&self, stream: StreamRef<'_>) -> &[usize] {
-        self.streams
-            .get(stream.aggregate_type)
-            .and_then(|ids| ids.get(stream.id))
-            .map_or(&[], Vec::as_slice)
+    fn stream_index(&self, stream: StreamRef<'_>) -> Option<usize> {
+        self.index
+            .get(stream.aggregate_type)?
+            .get(stream.id)
+            .copied()
+    }
+
+    fn stream(&self, stream: StreamRef<'_>) -> Option<&Stream> {
+        self.stream_index(stream).map(|i| &self.streams[i])
+    }
+
+    fn version(&self, stream: StreamRef<'_>) -> u64 {
+        self.stream(stream).map_or(0, |s| s.events.len() as u64)
     }
 }
 
@@ -58,7 +113,7 @@ impl InMemoryStore {
 
     /// The number of events in the global log.
     pub fn len(&self) -> usize {
-        self.read().events.len()
+        self.read().global.len()
     }
 
     /// True when no event has been appended.
@@ -68,7 +123,8 @@ impl InMemoryStore {
 
     // A panic while the lock is held cannot leave the log half-written: `append` checks
     // everything before it pushes, and pushing only fails by aborting on allocation failure.
-    // So a poisoned lock still guards consistent data and we keep using it.
+    // A visitor that panics only held the read lock. So a poisoned lock still guards
+    // consistent data and we keep using it.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
         self.log.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -78,28 +134,57 @@ impl InMemoryStore {
     }
 }
 
+/// Stream offsets and indexes are kept as `u32` in the global index; a store in memory
+/// cannot hold 2^32 events anyway, but say so rather than wrap.
+fn too_large(stream: StreamRef<'_>) -> StoreError {
+    StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: "the in-memory store holds at most 2^32 streams and 2^32 events per stream"
+            .to_owned(),
+    }
+}
+
 impl EventStore for InMemoryStore {
-    fn append(
+    fn append_with(
         &self,
         stream: StreamRef<'_>,
         expected: ExpectedVersion,
         events: &[NewEvent],
+        options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
-        let mut log = self.write();
-        let current = log.stream(stream).len() as u64;
+        validate_batch(stream, events, options)?;
+        let mut guard = self.write();
+        let log = &mut *guard;
+        let existing = log.stream_index(stream);
+        if let (Some(key), Some(index)) = (options.idempotency_key, existing) {
+            if let Some(outcome) = log.streams[index].commands.get(key) {
+                return Ok(AppendOutcome {
+                    duplicate: true,
+                    ..outcome.clone()
+                });
+            }
+        }
+        let current = existing.map_or(0, |i| log.streams[i].events.len() as u64);
         if !expected.is_satisfied_by(current) {
             return Err(StoreError::conflict(stream, expected, current));
         }
-        let first_position = log.events.len() as u64 + 1;
+        let first_position = log.global.len() as u64 + 1;
         if events.is_empty() {
             return Ok(AppendOutcome {
                 stream_version: current,
                 global_positions: first_position..first_position,
+                duplicate: false,
             });
         }
-        let mut batch_ids = HashSet::with_capacity(events.len());
-        for event in events {
-            if log.event_ids.contains(&event.event_id) || !batch_ids.insert(event.event_id) {
+        // Small batches (the usual case) compare ids pairwise; large ones use a set.
+        let mut batch_ids = HashSet::new();
+        for (i, event) in events.iter().enumerate() {
+            let repeated = if events.len() <= 16 {
+                events[..i].iter().any(|e| e.event_id == event.event_id)
+            } else {
+                !batch_ids.insert(event.event_id)
+            };
+            if repeated || log.event_ids.contains(&event.event_id) {
                 return Err(StoreError::Invalid {
                     stream: stream.to_key(),
                     reason: format!(
@@ -109,58 +194,115 @@ impl EventStore for InMemoryStore {
                 });
             }
         }
-        log.event_ids.extend(batch_ids);
+        let index = match existing {
+            Some(index) => index,
+            None => {
+                let index = log.streams.len();
+                u32::try_from(index).map_err(|_| too_large(stream))?;
+                log.streams.push(Stream {
+                    aggregate_type: stream.aggregate_type.to_owned(),
+                    id: stream.id.to_owned(),
+                    events: Vec::new(),
+                    commands: HashMap::new(),
+                });
+                log.index
+                    .entry(stream.aggregate_type.to_owned())
+                    .or_default()
+                    .insert(stream.id.to_owned(), index);
+                index
+            }
+        };
+        let stream_index = u32::try_from(index).map_err(|_| too_large(stream))?;
+        let end = current + events.len() as u64;
+        u32::try_from(end).map_err(|_| too_large(stream))?;
         let recorded_at = SystemTime::now();
-        let first_index = log.events.len();
-        log.events
-            .extend(events.iter().enumerate().map(|(i, event)| RecordedEvent {
+        log.event_ids.extend(events.iter().map(|e| e.event_id));
+        let target = &mut log.streams[index];
+        target.events.reserve(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let offset = current as u32 + i as u32;
+            log.global.push((stream_index, offset));
+            target.events.push(StoredEvent {
                 event_id: event.event_id,
-                aggregate_type: stream.aggregate_type.to_owned(),
-                stream_id: stream.id.to_owned(),
-                stream_version: current + 1 + i as u64,
                 global_position: first_position + i as u64,
-                event_type: event.event_type.clone().into_owned(),
+                event_type: event.event_type.clone(),
                 schema_version: event.schema_version,
                 recorded_at,
                 payload: event.payload.clone(),
                 metadata: event.metadata.clone(),
-            }));
-        let last_index = log.events.len();
-        log.streams
-            .entry(stream.aggregate_type.to_owned())
-            .or_default()
-            .entry(stream.id.to_owned())
-            .or_default()
-            .extend(first_index..last_index);
-        Ok(AppendOutcome {
-            stream_version: current + events.len() as u64,
+            });
+        }
+        let outcome = AppendOutcome {
+            stream_version: end,
             global_positions: first_position..first_position + events.len() as u64,
-        })
+            duplicate: false,
+        };
+        if let Some(key) = options.idempotency_key {
+            target.commands.insert(key.to_owned(), outcome.clone());
+        }
+        Ok(outcome)
     }
 
-    fn read_stream(
+    fn find_idempotency_key(
         &self,
         stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let log = self.read();
-        let indexes = log.stream(stream);
-        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
-        Ok(indexes
-            .iter()
-            .skip(skip)
-            // Indexes are only ever pushed for events already in `events`: always in bounds.
-            .map(|&i| log.events[i].clone())
-            .collect())
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        Ok(self.read().stream(stream).and_then(|s| {
+            s.commands
+                .get(idempotency_key)
+                .map(|outcome| AppendOutcome {
+                    duplicate: true,
+                    ..outcome.clone()
+                })
+        }))
     }
 
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let log = self.read();
+        let Some(found) = log.stream(stream) else {
+            return Ok(());
+        };
+        let first = (*versions.start()).max(1);
+        let last = (*versions.end()).min(found.events.len() as u64);
+        if first > last {
+            return Ok(());
+        }
+        // In bounds: 1 <= first <= last <= len.
+        let slice = &found.events[(first - 1) as usize..last as usize];
+        for (version, event) in (first..).zip(slice) {
+            if visitor(&found.record(version, event)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        Ok(log.events.iter().skip(start).take(limit).cloned().collect())
+        for &(stream_index, offset) in log.global.iter().skip(start).take(limit) {
+            // The global index only ever points at events already pushed: in bounds.
+            let stream = &log.streams[stream_index as usize];
+            let event = &stream.events[offset as usize];
+            if let ControlFlow::Break(()) = visitor(&stream.record(u64::from(offset) + 1, event)) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
-        Ok(self.read().stream(stream).len() as u64)
+        Ok(self.read().version(stream))
     }
 }

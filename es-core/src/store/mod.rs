@@ -3,11 +3,11 @@
 mod memory;
 
 use std::fmt;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range, RangeInclusive};
 
 pub use memory::InMemoryStore;
 
-use crate::envelope::{NewEvent, RecordedEvent, StreamKey, StreamRef};
+use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamKey, StreamRef};
 
 /// What the appender believes about the stream's current version.
 ///
@@ -77,7 +77,65 @@ pub struct AppendOutcome {
     pub stream_version: u64,
     /// The global positions given to the appended events, in order (empty for an empty batch).
     pub global_positions: Range<u64>,
+    /// True when the append carried an idempotency key that was already committed on the
+    /// stream: nothing was written, and the other fields describe the original append.
+    pub duplicate: bool,
 }
+
+impl AppendOutcome {
+    /// The stream versions of the appended events (empty for an empty batch).
+    pub fn stream_versions(&self) -> RangeInclusive<u64> {
+        let count = self.global_positions.end - self.global_positions.start;
+        if count == 0 {
+            // An empty inclusive range: its start is past its end on purpose.
+            #[allow(clippy::reversed_empty_ranges)]
+            return 1..=0;
+        }
+        self.stream_version + 1 - count..=self.stream_version
+    }
+}
+
+/// Options of one append; see [`EventStore::append_with`].
+///
+/// ```
+/// use es_core::AppendOptions;
+/// let options = AppendOptions::new().idempotency_key("cmd-42");
+/// assert_eq!(options.idempotency_key, Some("cmd-42"));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppendOptions<'a> {
+    /// A caller-chosen key naming the command that produced the batch (for example the
+    /// request id a client sent). A store keeps the keys of committed appends per stream:
+    /// an append whose key is already committed on its stream writes nothing and returns
+    /// the original outcome, with [`AppendOutcome::duplicate`] set, whatever its expected
+    /// version. That makes an append safe to retry after an error that left its fate
+    /// unknown (a connection lost during `COMMIT`). At most 256 bytes, no NUL.
+    pub idempotency_key: Option<&'a str>,
+}
+
+impl<'a> AppendOptions<'a> {
+    /// No options: a plain append.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: &'a str) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+}
+
+/// The longest idempotency key a store accepts, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// What a visitor of stored events tells the store: go on, or stop reading.
+pub type Visit = ControlFlow<()>;
+
+/// The visitor a store calls with each stored event, in order. It borrows the event from
+/// the store (nothing is copied) and must not call back into the same store.
+pub type Visitor<'v> = dyn FnMut(&EventRecord<'_>) -> Visit + 'v;
 
 /// An event store failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,21 +153,35 @@ pub enum StoreError {
         /// The stream's actual version (0: no stream).
         actual: u64,
     },
-    /// A stored row could not be read back (e.g. its payload is not valid JSON).
+    /// A stored event could not be read back (e.g. its metadata is not valid JSON). The
+    /// global log can be read past it with
+    /// [`visit_all`](EventStore::visit_all)`(global_position + 1, ..)`.
     #[error(
-        "stored event at version {version} of {stream} (event type `{event_type}`) is corrupt: {reason}"
+        "stored event at version {version} of {stream} (event type `{event_type}`, global position {global_position}) is corrupt: {reason}"
     )]
     Corrupt {
         /// The stream.
         stream: StreamKey,
-        /// The stream version of the bad row.
+        /// The stream version of the bad event (0 if that column is what is unreadable).
         version: u64,
-        /// The stored event type of the bad row.
+        /// The global position of the bad event (0 if that column is what is unreadable).
+        global_position: u64,
+        /// The stored event type of the bad event.
         event_type: String,
         /// What is wrong with it.
         reason: String,
     },
-    /// The request cannot be stored as given (e.g. an id the backend cannot hold).
+    /// What the store keeps about a whole stream is inconsistent (e.g. a negative version
+    /// counter), so no single event is at fault.
+    #[error("the stored state of {stream} is corrupt: {reason}")]
+    CorruptStream {
+        /// The stream.
+        stream: StreamKey,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request cannot be stored as given (an event that could not be read back, an id
+    /// the backend cannot hold, a repeated event id); nothing of the batch was written.
     #[error("invalid request for {stream}: {reason}")]
     Invalid {
         /// The stream.
@@ -141,71 +213,183 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+
+    /// The global position of the corrupt event this error is about, if it is one: reading
+    /// the global log can go on from the position after it.
+    pub fn corrupt_position(&self) -> Option<u64> {
+        match self {
+            Self::Corrupt {
+                global_position, ..
+            } if *global_position > 0 => Some(*global_position),
+            _ => None,
+        }
+    }
 }
 
 /// Durable (or not) storage of event streams and the global log.
 ///
 /// The store is untyped: it keeps envelopes with JSON payloads, so one store holds streams of
 /// many aggregate types and can feed read models from one global, ordered log. Every
-/// implementation must behave the same; the workspace's conformance suite proves it for each.
+/// implementation must behave the same; the `es-store-tests` conformance suite proves it.
 ///
 /// * Streams are keyed by `(aggregate_type, id)`.
-/// * [`append`](EventStore::append) is atomic: the whole batch is stored with contiguous
-///   stream versions, or nothing is, and the expected version is checked in the same step.
+/// * [`append_with`](EventStore::append_with) is atomic: the whole batch is stored with
+///   contiguous stream versions, or nothing is, and the expected version is checked in the
+///   same step. Event ids are unique store-wide. An event that could not be read back (see
+///   [`validate_batch`](crate::backend::validate_batch)) is refused, with the whole batch.
+/// * An append with an idempotency key already committed on its stream writes nothing and
+///   returns the original outcome.
 /// * Global positions are strictly increasing in commit order, and a reader of the global log
 ///   never skips an event that commits after it read (no gaps that fill in later).
+/// * Reads hand each event to a visitor as it is read, borrowed: a store never has to hold a
+///   whole stream in memory, and nothing is copied that the reader does not keep.
 pub trait EventStore: Send + Sync {
-    /// Appends `events` to `stream` if `expected` holds, atomically.
+    /// Appends `events` to `stream` if `expected` holds, atomically, with `options`.
     ///
-    /// An empty batch writes nothing but still checks `expected`.
+    /// An empty batch writes nothing but still checks `expected` (and records no key).
+    fn append_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// The outcome of the append to `stream` that carried `idempotency_key`, if one was
+    /// committed.
+    fn find_idempotency_key(
+        &self,
+        stream: StreamRef<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError>;
+
+    /// Calls `visitor` with each event of `stream` whose stream version is in `versions`,
+    /// in order, until it returns [`ControlFlow::Break`]. A stream that does not exist
+    /// reads as empty.
+    ///
+    /// A corrupt stored event ends the read with [`StoreError::Corrupt`] after the events
+    /// before it were visited.
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Calls `visitor` with up to `limit` events of the global log with a position
+    /// `>= from_position`, in order, until it returns [`ControlFlow::Break`].
+    ///
+    /// A corrupt stored event ends the read with [`StoreError::Corrupt`], which names its
+    /// global position, after the events before it were visited; call again from the
+    /// position after it to read on.
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// The current version of `stream` (0: it does not exist).
+    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError>;
+
+    /// Appends `events` to `stream` if `expected` holds, atomically, without options.
     fn append(
         &self,
         stream: StreamRef<'_>,
         expected: ExpectedVersion,
         events: &[NewEvent],
-    ) -> Result<AppendOutcome, StoreError>;
+    ) -> Result<AppendOutcome, StoreError> {
+        self.append_with(stream, expected, events, AppendOptions::default())
+    }
 
-    /// Reads the events of `stream` with a stream version `>= from_version`, in order.
-    /// A stream that does not exist reads as empty.
+    /// The events of `stream` with a stream version `>= from_version`, in order, owned.
+    ///
+    /// Convenient for tests and tools; loading an aggregate uses
+    /// [`visit_stream`](EventStore::visit_stream) and copies nothing.
     fn read_stream(
         &self,
         stream: StreamRef<'_>,
         from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut failure = None;
+        self.visit_stream(stream, from_version..=u64::MAX, &mut |record| {
+            collect(record, &mut events, &mut failure)
+        })?;
+        failure.map_or(Ok(events), Err)
+    }
 
-    /// Reads up to `limit` events of the global log with a position `>= from_position`, in
-    /// order.
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+    /// Up to `limit` events of the global log with a position `>= from_position`, in
+    /// order, owned.
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut failure = None;
+        self.visit_all(from_position, limit, &mut |record| {
+            collect(record, &mut events, &mut failure)
+        })?;
+        failure.map_or(Ok(events), Err)
+    }
+}
 
-    /// The current version of `stream` (0: it does not exist).
-    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError>;
+/// Copies one visited event into `events`, or records why it could not be copied.
+fn collect(
+    record: &EventRecord<'_>,
+    events: &mut Vec<RecordedEvent>,
+    failure: &mut Option<StoreError>,
+) -> Visit {
+    match record.to_recorded() {
+        Ok(event) => {
+            events.push(event);
+            ControlFlow::Continue(())
+        }
+        Err(error) => {
+            *failure = Some(StoreError::Corrupt {
+                stream: record.stream.to_key(),
+                version: record.stream_version,
+                global_position: record.global_position,
+                event_type: record.event_type.to_owned(),
+                reason: format!("payload or metadata is not valid JSON: {error}"),
+            });
+            ControlFlow::Break(())
+        }
+    }
 }
 
 /// Implements [`EventStore`] for a pointer to a store by forwarding every call.
 macro_rules! forward_event_store {
     ($($pointer:ty),+) => {$(
         impl<S: EventStore + ?Sized> EventStore for $pointer {
-            fn append(
+            fn append_with(
                 &self,
                 stream: StreamRef<'_>,
                 expected: ExpectedVersion,
                 events: &[NewEvent],
+                options: AppendOptions<'_>,
             ) -> Result<AppendOutcome, StoreError> {
-                (**self).append(stream, expected, events)
+                (**self).append_with(stream, expected, events, options)
             }
-            fn read_stream(
+            fn find_idempotency_key(
                 &self,
                 stream: StreamRef<'_>,
-                from_version: u64,
-            ) -> Result<Vec<RecordedEvent>, StoreError> {
-                (**self).read_stream(stream, from_version)
+                idempotency_key: &str,
+            ) -> Result<Option<AppendOutcome>, StoreError> {
+                (**self).find_idempotency_key(stream, idempotency_key)
             }
-            fn read_all(
+            fn visit_stream(
+                &self,
+                stream: StreamRef<'_>,
+                versions: RangeInclusive<u64>,
+                visitor: &mut Visitor<'_>,
+            ) -> Result<(), StoreError> {
+                (**self).visit_stream(stream, versions, visitor)
+            }
+            fn visit_all(
                 &self,
                 from_position: u64,
                 limit: usize,
-            ) -> Result<Vec<RecordedEvent>, StoreError> {
-                (**self).read_all(from_position, limit)
+                visitor: &mut Visitor<'_>,
+            ) -> Result<(), StoreError> {
+                (**self).visit_all(from_position, limit, visitor)
             }
             fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
                 (**self).stream_version(stream)

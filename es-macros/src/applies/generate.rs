@@ -172,16 +172,21 @@ pub(super) fn generate(
                     }
                 }
 
-                fn to_payload(&self) -> #core::result::Result<#private::Value, #private::JsonError> {
+                fn to_payload(&self) -> #core::result::Result<#private::Box<#private::RawValue>, #private::JsonError> {
                     match self {
-                        #(Self::#variants(__es_event) => #private::to_value(__es_event),)*
+                        #(Self::#variants(__es_event) => #private::to_raw_value(__es_event),)*
                     }
+                }
+
+                #[inline]
+                fn handles(__es_event_type: &#core::primitive::str) -> #core::primitive::bool {
+                    #(#private::is_named(__es_event_type, #as_event::EVENT_TYPE, #as_event::ALIASES))||*
                 }
 
                 fn from_stored(
                     __es_event_type: &#core::primitive::str,
                     __es_version: #core::primitive::u32,
-                    __es_payload: &#private::Value,
+                    __es_payload: &#core::primitive::str,
                 ) -> #core::result::Result<Self, #private::DecodeError> {
                     #(
                         if #private::is_named(__es_event_type, #as_event::EVENT_TYPE, #as_event::ALIASES) {

@@ -60,7 +60,7 @@ impl Door {
 
 fn main() {
     let opened: domain::Opened =
-        renamed::decode_event("Opened", 1, &serde_json::json!({ "name": "Ann" })).unwrap();
+        renamed::decode_event("Opened", 1, &serde_json::json!({ "name": "Ann" }).to_string()).unwrap();
     assert_eq!(opened.owner, "Ann");
 
     let repo = renamed::Repository::<domain::Account, _>::new(renamed::InMemoryStore::new());

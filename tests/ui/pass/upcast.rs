@@ -142,7 +142,7 @@ impl Account {
 fn main() {
     // Directly, under the current name and under aliases.
     let v1: MoneyDeposited =
-        es_core::decode_event("FundsAdded", 1, &json!({"amount": 10})).unwrap();
+        es_core::decode_event("FundsAdded", 1, &json!({"amount": 10}).to_string()).unwrap();
     assert_eq!(
         v1,
         MoneyDeposited {
@@ -151,7 +151,7 @@ fn main() {
         }
     );
     let v2: MoneyDeposited =
-        es_core::decode_event("Deposit", 2, &json!({"amount": 5, "currency": "USD"})).unwrap();
+        es_core::decode_event("Deposit", 2, &json!({"amount": 5, "currency": "USD"}).to_string()).unwrap();
     assert_eq!(
         v2,
         MoneyDeposited {
@@ -160,13 +160,13 @@ fn main() {
         }
     );
     let v3: MoneyDeposited =
-        es_core::decode_event("MoneyDeposited", 3, &json!({"cents": 1, "currency": "CHF"}))
+        es_core::decode_event("MoneyDeposited", 3, &json!({"cents": 1, "currency": "CHF"}).to_string())
             .unwrap();
     assert_eq!(v3.cents, 1);
     assert_eq!(MoneyDeposited::ALIASES, ["FundsAdded", "Deposit"]);
 
     let opened: AccountOpened =
-        es_core::decode_event("AccountOpened", 1, &json!({"name": "Ada Lovelace"})).unwrap();
+        es_core::decode_event("AccountOpened", 1, &json!({"name": "Ada Lovelace"}).to_string()).unwrap();
     assert_eq!(
         opened,
         AccountOpened {
@@ -175,16 +175,16 @@ fn main() {
         }
     );
     let opened: AccountOpened =
-        es_core::decode_event("AccountOpened", 2, &json!({"first": "Ada", "last": ""})).unwrap();
+        es_core::decode_event("AccountOpened", 2, &json!({"first": "Ada", "last": ""}).to_string()).unwrap();
     assert_eq!(opened.owner, "Ada");
 
     // A payload that does not fit a typed step is an error, not a panic.
     assert!(
-        es_core::decode_event::<AccountOpened>("AccountOpened", 1, &json!({"nom": "x"})).is_err()
+        es_core::decode_event::<AccountOpened>("AccountOpened", 1, &json!({"nom": "x"}).to_string()).is_err()
     );
     // A step function's error surfaces too.
     assert!(
-        es_core::decode_event::<MoneyDeposited>("MoneyDeposited", 2, &json!({"currency": "EUR"}))
+        es_core::decode_event::<MoneyDeposited>("MoneyDeposited", 2, &json!({"currency": "EUR"}).to_string())
             .is_err()
     );
 

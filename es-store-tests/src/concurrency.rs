@@ -143,11 +143,11 @@ pub fn concurrent_batches_do_not_interleave<S: EventStore>(make: &dyn Fn() -> S)
     let mut batches: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
     for (slot, event) in seen.iter().enumerate() {
         let key = (
-            event.payload["writer"].as_u64().unwrap(),
-            event.payload["batch"].as_u64().unwrap(),
+            event.payload_value().unwrap()["writer"].as_u64().unwrap(),
+            event.payload_value().unwrap()["batch"].as_u64().unwrap(),
         );
         assert_eq!(
-            event.payload["index"].as_u64().unwrap(),
+            event.payload_value().unwrap()["index"].as_u64().unwrap(),
             batches.get(&key).map_or(0, Vec::len) as u64,
             "events of a batch keep their order"
         );

@@ -1,18 +1,22 @@
-//! The store conformance suite: every [`EventStore`] behaviour, specified once.
+//! # es-store-tests: the conformance suite for es event stores
 //!
-//! Each case is a generic function taking a factory that returns a fresh, empty store. The
-//! [`conformance_tests!`](crate::conformance_tests) macro expands to one `#[test]` per case,
-//! so a backend's test file is a few lines:
+//! Every [`EventStore`] must behave the same: expected versions, atomic batches, contiguous
+//! versions, a global log without gaps that fill in later, unique event ids, idempotency
+//! keys, refusal of events that could not be read back, bad stored data reported and read
+//! past. This crate specifies all of it once. Each case is a generic function taking a
+//! factory that returns a fresh, empty store, and the [`store_tests!`] macro expands to one
+//! `#[test]` per case, so a store's test file is a few lines, whether the store is one of
+//! es's own (in-memory, SQLite, PostgreSQL) or your own:
 //!
 //! ```ignore
-//! es_suite::conformance_tests!(es_core::InMemoryStore::new);
+//! es_store_tests::store_tests!(es_core::InMemoryStore::new);
 //! ```
 //!
-//! The case that needs a durable backend (damaging a stored row) runs only when
-//! the invocation provides a `durable` section with a hook that corrupts a stored row:
+//! The case that needs a durable backend (damaging a stored row) runs only when the
+//! invocation provides a `durable` section with a hook that corrupts a stored row:
 //!
 //! ```ignore
-//! es_suite::conformance_tests! {
+//! es_store_tests::store_tests! {
 //!     make: make_store,                 // fn() -> S, S: EventStore
 //!     enabled: server_available(),      // optional: a bool; false skips every case
 //!     durable: { corrupt: corrupt_row }, // optional: fn(&S, StreamRef<'_>, u64)
@@ -21,16 +25,24 @@
 //!
 //! A factory whose store needs something kept alive (a temporary directory, a database
 //! schema to drop afterwards) returns a [`Fixture`], which is itself an [`EventStore`].
+//!
+//! The list of cases lives in one place, [`store_tests!`]; each case's documentation says
+//! what it requires of a store.
+#![warn(missing_docs)]
 
 mod account;
 mod bad_data;
 mod concurrency;
 mod expected_version;
+mod idempotency;
 mod log;
+mod validation;
+
+use std::ops::RangeInclusive;
 
 use es_core::{
-    AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError,
-    StreamRef,
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+    StoreError, StreamRef, Visitor,
 };
 
 pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
@@ -40,11 +52,17 @@ pub use expected_version::{
     conflicting_batch_stores_nothing, expected_any, expected_exact, expected_no_stream,
     expected_stream_exists,
 };
+pub use idempotency::{
+    idempotency_key_appends_once, idempotency_keys_are_per_stream,
+    repository_commands_with_a_key_run_once,
+};
 pub use log::{
     empty_batch, envelope_round_trips, global_positions_strictly_increase,
     read_all_from_position_with_limit, read_stream_from_version, same_id_two_aggregate_types,
-    stream_versions_contiguous_from_one,
+    stream_versions_contiguous_from_one, visit_stream_reads_a_version_range,
+    visitors_can_stop_early,
 };
+pub use validation::{events_that_cannot_be_read_back_are_refused, invalid_options_are_refused};
 
 /// A store together with something that must outlive it (a temporary directory, a database
 /// schema dropped on drop). The store is dropped first, then the guard.
@@ -72,25 +90,40 @@ impl<S, G> Fixture<S, G> {
 }
 
 impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
-    fn append(
+    fn append_with(
         &self,
         stream: StreamRef<'_>,
         expected: ExpectedVersion,
         events: &[NewEvent],
+        options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
-        self.store.append(stream, expected, events)
+        self.store.append_with(stream, expected, events, options)
     }
 
-    fn read_stream(
+    fn find_idempotency_key(
         &self,
         stream: StreamRef<'_>,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.store.read_stream(stream, from_version)
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        self.store.find_idempotency_key(stream, idempotency_key)
     }
 
-    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.store.read_all(from_position, limit)
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.store.visit_stream(stream, versions, visitor)
+    }
+
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.store.visit_all(from_position, limit, visitor)
     }
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
@@ -101,9 +134,9 @@ impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
 /// Expands to one `#[test]` per conformance case for the store the factory makes.
 ///
 /// ```ignore
-/// es_suite::conformance_tests!(es_core::InMemoryStore::new); // short form: the factory only
+/// es_store_tests::store_tests!(es_core::InMemoryStore::new); // short form: the factory only
 ///
-/// es_suite::conformance_tests! {
+/// es_store_tests::store_tests! {
 ///     make: make_store,                  // required: fn() -> S (or a closure), S: EventStore
 ///     enabled: server_available(),       // optional: a bool expression; false skips each case
 ///     durable: { corrupt: corrupt_row }, // optional: fn(&S, StreamRef<'_>, version)
@@ -113,14 +146,14 @@ impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
 /// `corrupt` must make the stored event at `version` of the stream unreadable (for example
 /// write a payload that is not JSON).
 #[macro_export]
-macro_rules! conformance_tests {
+macro_rules! store_tests {
     (
         make: $make:expr,
         enabled: $enabled:expr
         $(, durable: { corrupt: $corrupt:expr $(,)? })?
         $(,)?
     ) => {
-        $crate::conformance_tests!(@cases ($make) ($enabled);
+        $crate::store_tests!(@cases ($make) ($enabled);
             expected_any,
             expected_no_stream,
             expected_stream_exists,
@@ -137,12 +170,19 @@ macro_rules! conformance_tests {
             no_lost_update_under_concurrency,
             concurrent_batches_do_not_interleave,
             event_ids_are_unique,
+            visit_stream_reads_a_version_range,
+            visitors_can_stop_early,
+            idempotency_key_appends_once,
+            idempotency_keys_are_per_stream,
+            repository_commands_with_a_key_run_once,
+            events_that_cannot_be_read_back_are_refused,
+            invalid_options_are_refused,
         );
         $(
             #[test]
             fn corrupt_row_is_reported() {
                 if $enabled {
-                    $crate::conformance::corrupt_row_is_reported(&$make, &$corrupt);
+                    $crate::corrupt_row_is_reported(&$make, &$corrupt);
                 }
             }
         )?
@@ -152,7 +192,7 @@ macro_rules! conformance_tests {
         $(, durable: { corrupt: $corrupt:expr $(,)? })?
         $(,)?
     ) => {
-        $crate::conformance_tests! {
+        $crate::store_tests! {
             make: $make,
             enabled: true
             $(, durable: { corrupt: $corrupt })?
@@ -163,14 +203,14 @@ macro_rules! conformance_tests {
             #[test]
             fn $case() {
                 if $enabled {
-                    $crate::conformance::$case(&$make);
+                    $crate::$case(&$make);
                 }
             }
         )*
     };
     // The short form: just the factory.
     ($make:expr $(,)?) => {
-        $crate::conformance_tests! { make: $make }
+        $crate::store_tests! { make: $make }
     };
 }
 
