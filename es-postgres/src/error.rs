@@ -66,6 +66,25 @@ pub enum Error {
     },
 }
 
+/// No pooled connection became free within
+/// [`Options::acquire_timeout`](crate::Options::acquire_timeout): every one of the
+/// store's [`Options::max_connections`](crate::Options::max_connections) connections was
+/// in use the whole time. Reported inside [`es_core::StoreError::Backend`]; find it with
+/// `downcast_ref::<AcquireTimeout>()` on the boxed error.
+///
+/// Nothing was sent to the server, so the call can simply be tried again later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "all {max_connections} connections of the PostgreSQL event store's pool were busy for {timeout:?}, so this call got none; raise `Options::max_connections` (within the server's `max_connections`), shorten the transactions and reads that hold connections (a read holds its connection until its visitor returns), or raise `Options::acquire_timeout`"
+)]
+#[non_exhaustive]
+pub struct AcquireTimeout {
+    /// The pool's size, [`Options::max_connections`](crate::Options::max_connections).
+    pub max_connections: usize,
+    /// How long the call waited, [`Options::acquire_timeout`](crate::Options::acquire_timeout).
+    pub timeout: std::time::Duration,
+}
+
 /// The `es_position` counter disagrees with the stored events, or was bypassed, so an
 /// append cannot go ahead. Reported inside [`es_core::StoreError::Backend`].
 #[derive(Debug, thiserror::Error)]

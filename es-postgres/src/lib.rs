@@ -26,7 +26,15 @@
 //! * `es_events`: the global log. `global_position bigint` is the primary key;
 //!   `(aggregate_type, stream_id, stream_version)` and `event_id uuid` are unique;
 //!   `recorded_at timestamptz` (microseconds; the appending process's clock); `payload` and
-//!   `metadata` are `jsonb`, so you can query and index them.
+//!   `metadata` are `jsonb`, so you can query and index them. The payload is sent and read
+//!   as JSON text, never through an intermediate `serde_json::Value`, and rows are streamed
+//!   to the reader one at a time. A CHECK keeps versions and positions positive.
+//! * `es_streams`: one row per stream with its current version, so the expected-version
+//!   check of an append is one primary-key lookup, whatever the stream's length and
+//!   whatever the planner's statistics (a `max(stream_version)` plan prepared while the
+//!   table was empty once read the whole stream on every append).
+//! * `es_commands`: the idempotency keys of committed appends, per stream, with their
+//!   outcome (see [`es_core::AppendOptions`]).
 //! * `es_position`: one row, the last global position handed out (see below).
 //! * `es_schema_version`: the layout version, so later releases can migrate. A schema
 //!   written by a newer release is refused with [`Error::SchemaTooNew`].
@@ -76,11 +84,39 @@
 //! [`Options::max_connections`] says when opened with
 //! [`PostgresStore::connect_with_options`]. A call that finds them all busy waits for one
 //! to be given back rather than opening more, so many threads cannot exhaust the server's
-//! `max_connections`. A connection on which a call failed is closed; one that sat idle for
-//! more than [`Options::check_idle_after`] (5 seconds by default) is checked with a round
-//! trip first and replaced if the server dropped it. Connections report
-//! `application_name` [`DEFAULT_APPLICATION_NAME`] (`es-postgres`) unless the connection
-//! string sets another, so they are easy to find in `pg_stat_activity`.
+//! `max_connections`; it waits at most [`Options::acquire_timeout`] (30 seconds by
+//! default), then fails with a [`StoreError::Backend`](es_core::StoreError) holding an
+//! [`AcquireTimeout`]. Connections report `application_name` [`DEFAULT_APPLICATION_NAME`]
+//! (`es-postgres`) unless the connection string sets another, so they are easy to find in
+//! `pg_stat_activity`.
+//!
+//! Connections break: the server restarts, an administrator runs `pg_terminate_backend`,
+//! `idle_session_timeout` or a proxy ends quiet sessions, the network fails. The pool
+//! deals with that in three ways:
+//!
+//! * Before it hands out an idle connection it takes in, without waiting, whatever the
+//!   server sent meanwhile, and replaces the connection if the server closed it. One that
+//!   sat idle for more than [`Options::check_idle_after`] (5 seconds by default) is also
+//!   checked with a round trip.
+//! * A connection on which a call failed is closed, never given back.
+//! * A call that failed because its connection turned out to be broken runs once more, on
+//!   a new connection, when that cannot repeat anything: a read
+//!   ([`visit_stream`](es_core::EventStore::visit_stream),
+//!   [`visit_all`](es_core::EventStore::visit_all),
+//!   [`stream_version`](es_core::EventStore::stream_version),
+//!   [`find_idempotency_key`](es_core::EventStore::find_idempotency_key)) whose visitor has
+//!   not been handed a row yet, or an append whose transaction had not begun.
+//!
+//! An append whose connection broke after its transaction began is *not* run again,
+//! because it may have committed: the server may have committed the `COMMIT` whose reply
+//! was lost. It fails with a [`StoreError::Backend`](es_core::StoreError), and the outcome
+//! is unknown. To retry such a command safely, give it an idempotency key
+//! ([`AppendOptions::idempotency_key`](es_core::AppendOptions), or
+//! [`ExecuteOptions::idempotency_key`](es_core::ExecuteOptions::idempotency_key) for a
+//! [`Repository`](es_core::Repository) command): a retry of an append that did commit then
+//! writes nothing and reports the first one's outcome as a
+//! [duplicate](es_core::AppendOutcome::duplicate). Without a key, a retry appends the
+//! events a second time.
 //!
 //! ## Appending with your own writes
 //!
@@ -106,7 +142,7 @@ mod row;
 mod schema;
 mod store;
 
-pub use error::Error;
+pub use error::{AcquireTimeout, Error};
 pub use store::{DEFAULT_APPLICATION_NAME, Options, PostgresStore, append_in_transaction};
 
 /// The `postgres` driver this crate is built with, for opening the connection whose

@@ -19,7 +19,7 @@ use postgres::{
     Client, Config, GenericClient, IsolationLevel, NoTls, Statement, ToStatement, Transaction,
 };
 
-use crate::error::{CounterError, Error, backend};
+use crate::error::{AcquireTimeout, CounterError, Error, backend};
 use crate::row::{self, COLUMNS};
 use crate::schema;
 
@@ -37,13 +37,16 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
 /// use std::time::Duration;
 /// let options = es_postgres::Options::new()
 ///     .max_connections(4)
+///     .acquire_timeout(Duration::from_secs(5))
 ///     .check_idle_after(Duration::from_secs(10));
 /// assert_eq!(options.get_max_connections(), 4);
+/// assert_eq!(options.get_acquire_timeout(), Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
     max_connections: usize,
+    acquire_timeout: Duration,
     check_idle_after: Duration,
 }
 
@@ -51,6 +54,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             max_connections: Options::DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: Options::DEFAULT_ACQUIRE_TIMEOUT,
             check_idle_after: Options::DEFAULT_CHECK_IDLE_AFTER,
         }
     }
@@ -59,19 +63,37 @@ impl Default for Options {
 impl Options {
     /// The default for [`max_connections`](Options::max_connections): 16.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+    /// The default for [`acquire_timeout`](Options::acquire_timeout): 30 seconds.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
     /// The default for [`check_idle_after`](Options::check_idle_after): 5 seconds.
     pub const DEFAULT_CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
 
-    /// The defaults: at most 16 connections, checked after 5 seconds idle.
+    /// The defaults: at most 16 connections, a call waits at most 30 seconds for one, and
+    /// a connection idle for 5 seconds is checked before use.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// At most `max` connections open at once (0 counts as 1), shared by all clones of
-    /// the store. A call that finds them all busy waits until one is given back, so size
-    /// this to the threads that use the store and to the server's `max_connections`.
+    /// the store. A call that finds them all busy waits until one is given back (for at
+    /// most [`acquire_timeout`](Options::acquire_timeout)), so size this to the threads
+    /// that use the store and to the server's `max_connections`.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a call waits for a connection when all
+    /// [`max_connections`](Options::max_connections) are busy, before it fails with a
+    /// [`StoreError::Backend`] holding an [`AcquireTimeout`](crate::AcquireTimeout). The
+    /// wait does not count opening or checking the connection it gets.
+    ///
+    /// A timeout means the pool is too small for the load, or something holds connections
+    /// for long: a long-running read (a [`Visitor`] keeps its connection until the read
+    /// ends), many threads, or a slow server. 30 seconds by default; `Duration::ZERO`
+    /// fails at once when no connection is free.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
         self
     }
 
@@ -79,6 +101,11 @@ impl Options {
     /// round trip to the server before it is used, and replaced if the server dropped it
     /// (a restart, `idle_session_timeout`, a proxy or firewall closing quiet sessions).
     /// `Duration::ZERO` checks every connection on every call.
+    ///
+    /// Whatever this is, a connection whose closing the server already announced (it sends
+    /// an error, then closes the socket) is replaced before use at no cost, and a read, or
+    /// an append that had not begun its transaction, that fails on a broken connection runs
+    /// again on a new one.
     pub fn check_idle_after(mut self, after: Duration) -> Self {
         self.check_idle_after = after;
         self
@@ -87,6 +114,11 @@ impl Options {
     /// The maximum number of open connections.
     pub fn get_max_connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// How long a call waits for a busy pool to give back a connection.
+    pub fn get_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
     }
 
     /// How long a connection may sit idle before it is checked.
@@ -100,9 +132,11 @@ impl Options {
 /// Cloning is cheap and clones share a connection pool of at most
 /// [`Options::max_connections`] connections (16 by default): each call takes an idle
 /// connection, opens one if the pool is below its bound, or else waits for one to be given
-/// back. A connection that failed is closed instead of being given back, and a connection
-/// that sat idle for a while is checked before use. The store is `Send + Sync`, so one
-/// instance can serve every thread.
+/// back, for at most [`Options::acquire_timeout`]. A connection that failed is closed
+/// instead of being given back, a connection that sat idle for a while is checked before
+/// use, and a call that failed because its connection was broken runs again on a new one
+/// when that cannot repeat anything (see the [crate documentation](crate#connections)).
+/// The store is `Send + Sync`, so one instance can serve every thread.
 ///
 /// Appends are serialised store-wide by a counter row; see the
 /// [crate documentation](crate#the-global-log-and-late-commits) for why.
@@ -136,6 +170,44 @@ struct Idle {
 struct Conn {
     client: Client,
     prepared: Statements<Statement>,
+}
+
+impl Conn {
+    /// Whether the connection is closed, after taking in, without waiting, what the server
+    /// sent since it was last used: a server that ended the session while it sat idle (a
+    /// restart, `pg_terminate_backend`, `idle_session_timeout`) sends an error and closes
+    /// the socket, which the driver only notices when it reads.
+    fn is_closed(&mut self) -> bool {
+        if !self.client.is_closed() {
+            // One nonblocking poll of the connection; what it yields (a notification, or
+            // the error the server sent before closing) does not matter, only whether the
+            // connection ended.
+            let _ = self.client.notifications().iter().next();
+        }
+        self.client.is_closed()
+    }
+
+    /// Whether the connection is unusable, after a call on it failed: closed, or not
+    /// answering a round trip (a live connection that reported a server error answers).
+    fn is_broken(&mut self) -> bool {
+        self.is_closed() || self.client.is_valid(VALIDATION_TIMEOUT).is_err()
+    }
+}
+
+/// What a call run by [`PostgresStore::with_conn`] did on its connection, which decides
+/// whether it may run again on a new connection after the first one broke.
+#[derive(Debug, Default)]
+struct Attempt {
+    /// Set once running the call again could repeat something: an append's transaction
+    /// began (it may have committed), or a read handed rows to its visitor.
+    irrevocable: bool,
+}
+
+impl Attempt {
+    /// From here on the call must not run again.
+    fn irrevocable(&mut self) {
+        self.irrevocable = true;
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -233,30 +305,51 @@ impl PostgresStore {
         )
     }
 
-    /// Runs `f` on a pooled connection, waiting for one if all are busy. A connection on
-    /// which `f` failed with a backend error is closed, not given back.
+    /// Runs `f` on a pooled connection, waiting for one if all are busy (for at most
+    /// [`Options::acquire_timeout`]). A connection on which `f` failed with a backend
+    /// error is closed, not given back.
+    ///
+    /// If `f` failed with a backend error because its connection was broken (the server
+    /// closed it while it sat in the pool, or it died as it was used) and `f` had not yet
+    /// marked its [`Attempt`] irrevocable, `f` runs once more on a newly opened
+    /// connection: nothing it did can have taken effect.
     fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut Conn, &mut Attempt) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut checkout = self.checkout()?;
-        let Some(conn) = checkout.conn.as_mut() else {
-            return Err(StoreError::backend(
-                "internal error: a checked-out pool slot holds no connection",
-            ));
-        };
-        let result = f(conn);
-        if matches!(result, Err(StoreError::Backend(_))) {
-            // It may have broken the connection (or left it mid-transaction): close it;
-            // dropping `checkout` then frees its slot.
+        let mut retried = false;
+        loop {
+            let Some(conn) = checkout.conn.as_mut() else {
+                return Err(StoreError::backend(
+                    "internal error: a checked-out pool slot holds no connection",
+                ));
+            };
+            let mut attempt = Attempt::default();
+            let result = f(conn, &mut attempt);
+            if !matches!(result, Err(StoreError::Backend(_))) {
+                return result;
+            }
+            let retry = !retried && !attempt.irrevocable && conn.is_broken();
+            // It may have broken the connection (or left it mid-transaction): close it.
+            // Dropping `checkout` without a connection then frees its slot.
             checkout.conn = None;
+            if !retry {
+                return result;
+            }
+            // The slot is still ours: fill it with a new connection, and run `f` again.
+            retried = true;
+            checkout.conn = Some(self.inner.open()?);
         }
-        result
     }
 
-    /// Takes a connection slot and fills it with a live connection.
+    /// Takes a connection slot and fills it with a live connection, waiting for a slot at
+    /// most [`Options::acquire_timeout`].
     fn checkout(&self) -> Result<Checkout<'_>, StoreError> {
         let inner = &*self.inner;
+        let timeout = inner.options.acquire_timeout;
+        // `None` if the timeout is too large to represent: wait as long as it takes.
+        let deadline = Instant::now().checked_add(timeout);
         let mut pool = lock(&inner.pool);
         loop {
             if let Some(idle) = pool.idle.pop() {
@@ -264,7 +357,7 @@ impl PostgresStore {
                 // The slot is ours from here: `checkout` frees it if anything fails.
                 let mut checkout = Checkout { inner, conn: None };
                 let Idle { mut conn, since } = idle;
-                let alive = !conn.client.is_closed()
+                let alive = !conn.is_closed()
                     && (since.elapsed() < inner.options.check_idle_after
                         || conn.client.is_valid(VALIDATION_TIMEOUT).is_ok());
                 checkout.conn = Some(if alive {
@@ -282,9 +375,25 @@ impl PostgresStore {
                 checkout.conn = Some(inner.open()?);
                 return Ok(checkout);
             }
-            pool = inner
+            let Some(deadline) = deadline else {
+                pool = inner
+                    .available
+                    .wait(pool)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(StoreError::backend(AcquireTimeout {
+                    max_connections: inner.options.max_connections,
+                    timeout,
+                }));
+            }
+            // A wake-up (given back, freed, or spurious) goes round the loop again, which
+            // rechecks the pool and the deadline.
+            (pool, _) = inner
                 .available
-                .wait(pool)
+                .wait_timeout(pool, remaining)
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
@@ -836,7 +945,7 @@ impl EventStore for PostgresStore {
         events: &[NewEvent],
         options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
-        self.with_conn(|conn| {
+        self.with_conn(|conn, attempt| {
             // READ COMMITTED whatever the server's default: the expected-version check must
             // see the appends committed while this one waited for the counter row lock.
             let mut tx = conn
@@ -845,6 +954,11 @@ impl EventStore for PostgresStore {
                 .isolation_level(IsolationLevel::ReadCommitted)
                 .start()
                 .map_err(backend)?;
+            // Before this point nothing can commit, so an append whose connection broke
+            // runs again on a new one. From here on the transaction may commit even though
+            // the connection breaks (a lost COMMIT reply), so it must not: whether to retry
+            // is the caller's choice, and safe with an idempotency key.
+            attempt.irrevocable();
             // A conflict drops `tx`, rolling back the counter update.
             let outcome = append_with(
                 &mut tx,
@@ -875,7 +989,9 @@ impl EventStore for PostgresStore {
         if idempotency_key.contains('\0') {
             return Ok(None);
         }
-        self.with_conn(|conn| find_key(&mut conn.client, &conn.prepared, stream, idempotency_key))
+        self.with_conn(|conn, _| {
+            find_key(&mut conn.client, &conn.prepared, stream, idempotency_key)
+        })
     }
 
     fn visit_stream(
@@ -896,7 +1012,7 @@ impl EventStore for PostgresStore {
             sql_int(*versions.start())
         };
         let to = sql_int(*versions.end());
-        self.with_conn(|conn| {
+        self.with_conn(|conn, attempt| {
             let params: [&(dyn ToSql + Sync); 4] = [&stream.aggregate_type, &stream.id, &from, &to];
             // Rows arrive as the server sends them and are handed over one at a time,
             // borrowed: a long stream is never held in memory.
@@ -905,6 +1021,10 @@ impl EventStore for PostgresStore {
                 .query_raw(&conn.prepared.read_stream, params)
                 .map_err(backend)?;
             while let Some(row) = rows.next().map_err(backend)? {
+                // A read that failed before its visitor saw a row runs again on a new
+                // connection if this one broke; after that, never: the visitor would see
+                // the same events twice.
+                attempt.irrevocable();
                 if row::visit(&row, visitor)?.is_break() {
                     break;
                 }
@@ -924,13 +1044,15 @@ impl EventStore for PostgresStore {
         }
         let from = sql_int(from_position);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(|conn| {
+        self.with_conn(|conn, attempt| {
             let params: [&(dyn ToSql + Sync); 2] = [&from, &limit];
             let mut rows = conn
                 .client
                 .query_raw(&conn.prepared.read_all, params)
                 .map_err(backend)?;
             while let Some(row) = rows.next().map_err(backend)? {
+                // As in `visit_stream`: no second run once the visitor has seen a row.
+                attempt.irrevocable();
                 if row::visit(&row, visitor)?.is_break() {
                     break;
                 }
@@ -941,7 +1063,7 @@ impl EventStore for PostgresStore {
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         check_text(stream)?;
-        self.with_conn(|conn| current_version(&mut conn.client, &conn.prepared, stream))
+        self.with_conn(|conn, _| current_version(&mut conn.client, &conn.prepared, stream))
     }
 }
 

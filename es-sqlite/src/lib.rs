@@ -36,6 +36,11 @@
 //! deleted; `(aggregate_type, stream_id, stream_version)` and `event_id` are unique.
 //! `recorded_at` is stored as integer microseconds since the Unix epoch (the read value is
 //! the append time truncated to microseconds), `payload` and `metadata` as JSON text.
+//! `es_commands` keeps the idempotency keys of committed appends, per stream, with their
+//! outcome (see [`es_core::AppendOptions`]). Event ids are time-ordered (UUID v7), so the
+//! unique index on them grows at its right edge instead of taking a random page per insert.
+//! Rows are stepped one at a time and handed to the reader borrowed: loading a long stream
+//! never holds it in memory.
 //! The schema version lives in its own table, `es_schema_version`, rather than in
 //! `PRAGMA user_version`, so the file can also hold your own tables and their migrations.
 //! [`SqliteStore::open`] creates or migrates the schema and refuses (with
