@@ -118,6 +118,16 @@
 //! [duplicate](es_core::AppendOutcome::duplicate). Without a key, a retry appends the
 //! events a second time.
 //!
+//! ## Upgrading a database
+//!
+//! The first store of a newer release to connect migrates the schema in one transaction,
+//! holding the migration lock and locking `es_position` and `es_events` so that appends
+//! still in flight finish first and none slips between the steps; readers carry on. A
+//! schema written by a newer release is refused. Stop every process of the older release
+//! before the first process of the newer one connects: an older process that is still
+//! running would keep appending without updating the newer tables (`es_streams`), and the
+//! streams it touched would then conflict on every later append.
+//!
 //! ## Appending with your own writes
 //!
 //! [`append_in_transaction`] (or [`PostgresStore::append_in_transaction`]) appends inside

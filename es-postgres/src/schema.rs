@@ -62,8 +62,17 @@ fn migration(step: i32, s: &str) -> Option<String> {
         // `max(stream_version)`; the idempotency keys of committed appends; and checks
         // that keep the numbers every reader relies on positive (NOT VALID: rows written
         // before are checked as they are read, not at migration).
+        //
+        // The locks come first, in the order appends take them: they wait for appends
+        // still in flight (from a process of the previous release) and keep new ones out
+        // until the migration commits, so the versions copied into es_streams are those
+        // of every committed event. Without them an append committing between the copy
+        // and the ALTER TABLE (which locks es_events only at the end) was missing from
+        // es_streams, and every later append to its stream conflicted for good.
+        // EXCLUSIVE lets readers of the log carry on until the ALTER TABLE.
         1 => Some(format!(
-            "CREATE TABLE {s}.es_streams (
+            "LOCK TABLE {s}.es_position, {s}.es_events IN EXCLUSIVE MODE;
+             CREATE TABLE {s}.es_streams (
                  aggregate_type text   NOT NULL,
                  stream_id      text   NOT NULL,
                  version        bigint NOT NULL CHECK (version > 0),

@@ -190,14 +190,37 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
     // `found` is in 0..SCHEMA_VERSION here, so the conversion and the slice cannot fail.
     let from = usize::try_from(found).unwrap_or(0);
     for (step, sql) in MIGRATIONS.iter().enumerate().skip(from) {
-        tx.execute_batch(sql).map_err(migrate_err)?;
-        tx.execute(
-            "UPDATE es_schema_version SET version = ?1",
-            [step as i64 + 1],
-        )
-        .map_err(migrate_err)?;
+        let step = step as i64;
+        tx.execute_batch(sql)
+            .and_then(|()| {
+                tx.execute("UPDATE es_schema_version SET version = ?1", [step + 1])
+                    .map(drop)
+            })
+            .map_err(|e| migrate_err(in_step(e, step)))?;
     }
     tx.commit().map_err(migrate_err)
+}
+
+/// A failure of the migration from `step` to `step + 1`, saying so, with SQLite's message
+/// (e.g. "table es_commands already exists") but not the whole migration's SQL text,
+/// which `execute_batch` would otherwise put in the middle of the message. SQLite's error
+/// code is kept, so [`Error::refine`] still recognises a read-only file.
+fn in_step(error: rusqlite::Error, step: i64) -> rusqlite::Error {
+    let (code, message) = match error {
+        rusqlite::Error::SqlInputError { error, msg, .. } => (error, msg),
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            let msg = msg.unwrap_or_else(|| code.to_string());
+            (code, msg)
+        }
+        other => return other,
+    };
+    rusqlite::Error::SqliteFailure(
+        code,
+        Some(format!(
+            "migrating the schema from version {step} to version {}: {message}",
+            step + 1
+        )),
+    )
 }
 
 fn check_not_newer(found: i64, path: &Path) -> Result<(), Error> {
