@@ -121,6 +121,11 @@ pub fn validate_batch(
 /// Whether JSON `text` nests arrays and objects deeper than `limit`. Scans bytes once,
 /// skipping string contents.
 fn json_depth_exceeds(text: &str, limit: usize) -> bool {
+    // Nesting deeper than `limit` takes `limit + 1` opening and as many closing brackets:
+    // shorter text (most payloads) cannot, and is not scanned.
+    if text.len() < 2 * (limit + 1) {
+        return false;
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

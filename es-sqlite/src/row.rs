@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use es_core::backend::RawRowIdentity;
-use es_core::{StoreError, Visit, Visitor};
+use es_core::backend::{RawRowIdentity, RowIdentity};
+use es_core::{StoreError, StreamRef, Visit, Visitor};
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
 
@@ -34,6 +34,11 @@ fn from_micros(micros: i64) -> Option<SystemTime> {
     }
 }
 
+/// The columns [`visit_in_stream`] expects, in order: [`COLUMNS`] without the stream's
+/// names, which the reader of one stream already knows.
+pub(crate) const STREAM_COLUMNS: &str = "global_position, event_id, stream_version, \
+     event_type, schema_version, recorded_at, payload, metadata";
+
 /// Reads one row selected with [`COLUMNS`] as a borrowed record, without copying any
 /// column, and hands it to `visit`.
 pub(crate) fn visit(row: &Row<'_>, visit: &mut Visitor<'_>) -> Result<Visit, StoreError> {
@@ -46,16 +51,48 @@ pub(crate) fn visit(row: &Row<'_>, visit: &mut Visitor<'_>) -> Result<Visit, Sto
         event_type: text(row, 5),
     }
     .check()?;
-    let event_id = id.event_id_text(text(row, 1))?;
-    let schema_version = id.schema_version(integer(row, 6))?;
+    visit_rest(row, id, 1, 6, visit)
+}
+
+/// Like [`visit`], for a row of `stream` selected with [`STREAM_COLUMNS`].
+pub(crate) fn visit_in_stream(
+    row: &Row<'_>,
+    stream: StreamRef<'_>,
+    visit: &mut Visitor<'_>,
+) -> Result<Visit, StoreError> {
+    let id = RawRowIdentity {
+        global_position: integer(row, 0),
+        aggregate_type: Ok(stream.aggregate_type),
+        stream_id: Ok(stream.id),
+        stream_version: integer(row, 2),
+        event_type: text(row, 3),
+    }
+    .check()?;
+    visit_rest(row, id, 1, 4, visit)
+}
+
+/// Reads the event id at column `id_column` and the five columns from `rest` on (schema
+/// version, recorded_at, payload, metadata), then visits the record.
+fn visit_rest(
+    row: &Row<'_>,
+    id: RowIdentity<'_>,
+    id_column: usize,
+    rest: usize,
+    visit: &mut Visitor<'_>,
+) -> Result<Visit, StoreError> {
+    let event_id = id.event_id_text(text(row, id_column))?;
+    let schema_version = id.schema_version(integer(row, rest))?;
     let recorded_at = id.column(
         "recorded_at",
-        integer(row, 7).and_then(|micros| {
+        integer(row, rest + 1).and_then(|micros| {
             from_micros(micros).ok_or_else(|| format!("{micros} µs is out of range"))
         }),
     )?;
-    let payload = id.json("payload", id.column("payload", json_bytes(row, 8))?)?;
-    let metadata = id.json("metadata", id.column("metadata", json_bytes(row, 9))?)?;
+    let payload = id.json("payload", id.column("payload", json_bytes(row, rest + 2))?)?;
+    let metadata = id.json(
+        "metadata",
+        id.column("metadata", json_bytes(row, rest + 3))?,
+    )?;
     Ok(visit(&id.into_record(
         event_id,
         schema_version,

@@ -15,7 +15,7 @@ use es_core::{
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
 use crate::error::Error;
-use crate::row::{self, COLUMNS};
+use crate::row::{self, COLUMNS, STREAM_COLUMNS};
 use crate::schema;
 
 /// How many idle read connections a file store keeps.
@@ -435,7 +435,7 @@ impl EventStore for SqliteStore {
             };
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM es_events \
+                    "SELECT {STREAM_COLUMNS} FROM es_events \
                      WHERE aggregate_type = ?1 AND stream_id = ?2 \
                        AND stream_version >= ?3 AND stream_version <= ?4 \
                      ORDER BY stream_version"
@@ -450,7 +450,7 @@ impl EventStore for SqliteStore {
                 ])
                 .map_err(backend)?;
             while let Some(row) = rows.next().map_err(backend)? {
-                if row::visit(row, visitor)?.is_break() {
+                if row::visit_in_stream(row, stream, visitor)?.is_break() {
                     break;
                 }
             }

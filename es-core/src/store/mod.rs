@@ -1,5 +1,6 @@
 //! The [`EventStore`] trait that every backend implements, and the in-memory backend.
 
+mod fast_hash;
 mod memory;
 
 use std::fmt;
