@@ -75,8 +75,17 @@ struct StoredEvent {
     recorded_at: SystemTime,
     /// Where the payload's JSON text lies in the stream's `payloads`.
     payload: Range<usize>,
-    metadata: Metadata,
+    /// `None` for empty metadata, the common case: keeps the record small, so a stream
+    /// read front to back touches half the memory.
+    metadata: Option<Box<Metadata>>,
 }
+
+/// What an event without metadata refers to.
+static NO_METADATA: Metadata = Metadata {
+    correlation_id: None,
+    causation_id: None,
+    extra: std::collections::BTreeMap::new(),
+};
 
 impl Stream {
     fn record<'a>(&'a self, version: u64, event: &'a StoredEvent) -> EventRecord<'a> {
@@ -91,7 +100,7 @@ impl Stream {
             // Ranges are only ever taken from text pushed whole onto `payloads`, and a
             // payload is JSON text whose boundaries are character boundaries: `get` finds it.
             payload: self.payloads.get(event.payload.clone()).unwrap_or("null"),
-            metadata: MetadataRef::Parsed(&event.metadata),
+            metadata: MetadataRef::Parsed(event.metadata.as_deref().unwrap_or(&NO_METADATA)),
         }
     }
 }
@@ -240,7 +249,7 @@ impl EventStore for InMemoryStore {
                 schema_version: event.schema_version,
                 recorded_at,
                 payload: start..target.payloads.len(),
-                metadata: event.metadata.clone(),
+                metadata: (!event.metadata.is_empty()).then(|| Box::new(event.metadata.clone())),
             });
         }
         let outcome = AppendOutcome {
