@@ -48,10 +48,17 @@ impl<A: Aggregate> Versioned<A> {
         stream: StreamRef<'_>,
         record: &EventRecord<'_>,
     ) -> Result<(), Error> {
-        let event = self.decode_next(stream, record)?;
-        self.state.apply(&event);
-        self.version = record.stream_version;
-        Ok(())
+        if record.stream_version != self.version + 1 {
+            return Err(gap_error(stream, self.version + 1, record));
+        }
+        match A::Event::from_stored(record.event_type, record.schema_version, record.payload) {
+            Ok(event) => {
+                self.state.apply(&event);
+                self.version = record.stream_version;
+                Ok(())
+            }
+            Err(source) => Err(decode_error(stream, record.stream_version, source)),
+        }
     }
 
     /// Checks one stored event continues this state without a gap, then decodes it.
@@ -63,14 +70,32 @@ impl<A: Aggregate> Versioned<A> {
     ) -> Result<A::Event, Error> {
         let expected = self.version + 1;
         if record.stream_version != expected {
-            return Err(Error::VersionGap {
-                stream: stream.to_key(),
-                expected,
-                found: record.stream_version,
-                event_type: record.event_type.to_owned(),
-            });
+            return Err(gap_error(stream, expected, record));
         }
         decode_record::<A::Event>(stream, record)
+    }
+}
+
+// The error paths are kept out of line: the replay loop runs once per stored event, and
+// building an error (which copies names) in it makes every iteration carry that code.
+#[cold]
+#[inline(never)]
+fn gap_error(stream: StreamRef<'_>, expected: u64, record: &EventRecord<'_>) -> Error {
+    Error::VersionGap {
+        stream: stream.to_key(),
+        expected,
+        found: record.stream_version,
+        event_type: record.event_type.to_owned(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decode_error(stream: StreamRef<'_>, version: u64, source: crate::DecodeError) -> Error {
+    Error::Decode {
+        stream: stream.to_key(),
+        version,
+        source: Box::new(source),
     }
 }
 
@@ -80,13 +105,8 @@ pub fn decode_record<Ev: EventEnum>(
     stream: StreamRef<'_>,
     record: &EventRecord<'_>,
 ) -> Result<Ev, Error> {
-    Ev::from_stored(record.event_type, record.schema_version, record.payload).map_err(|source| {
-        Error::Decode {
-            stream: stream.to_key(),
-            version: record.stream_version,
-            source: Box::new(source),
-        }
-    })
+    Ev::from_stored(record.event_type, record.schema_version, record.payload)
+        .map_err(|source| decode_error(stream, record.stream_version, source))
 }
 
 /// Runs a decision against the current state and collects the events it returns.
