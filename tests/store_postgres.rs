@@ -727,3 +727,105 @@ fn nul_characters_in_names_are_invalid_requests() {
     assert_eq!(sessions_of(&mut monitor, &app), before);
     assert_eq!(read_everything(&store).len(), 0);
 }
+
+/// An idempotency key inside the caller's transaction: a duplicate writes nothing, leaves
+/// the transaction usable and gives the positions it took back, so the caller's commit
+/// leaves no gap in the log.
+#[test]
+fn a_duplicate_key_in_a_caller_transaction_gives_its_positions_back() {
+    if url().is_none() {
+        return;
+    }
+    let store = make();
+    let stream = StreamRef::new("Account", "tx-key");
+    let keyed = es_core::AppendOptions::new().idempotency_key("req-1");
+    let first = store
+        .append_with(stream, ExpectedVersion::NoStream, &events(1, 2), keyed)
+        .unwrap();
+    let mut other = client(&store);
+    let mut tx = other.transaction().unwrap();
+    let again = store
+        .store()
+        .append_in_transaction_with(
+            &mut tx,
+            stream,
+            ExpectedVersion::NoStream,
+            &events(3, 2),
+            keyed,
+        )
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.global_positions, first.global_positions);
+    // The transaction is still usable: a plain append in it commits with it.
+    let next = store
+        .store()
+        .append_in_transaction(&mut tx, stream, ExpectedVersion::Exact(2), &events(5, 1))
+        .unwrap();
+    assert_eq!(
+        next.global_positions,
+        3..4,
+        "the duplicate's positions were given back"
+    );
+    tx.commit().unwrap();
+    let positions: Vec<u64> = read_everything(&store)
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, vec![1, 2, 3], "no gap, nothing doubled");
+}
+
+/// A read whose visitor stops early (or that meets a damaged row) does not give back a
+/// connection the server is still streaming the rest of the query to: that session would
+/// hold its snapshot and a lock on `es_events` until the connection's next use.
+#[test]
+fn a_read_stopped_early_leaves_no_query_running() {
+    let Some((store, app)) = make_named(Options::new().max_connections(1)) else {
+        return;
+    };
+    // More than the socket buffers hold (about 40 MB), so the server is still sending when
+    // the visitor stops.
+    let stream = StreamRef::new("Counter", "long");
+    let pad = "x".repeat(2_000);
+    for batch in 0..20u64 {
+        let batch_events: Vec<_> = (0..1_000)
+            .map(|n| {
+                es_core::NewEvent::new(
+                    "Numbered",
+                    1,
+                    serde_json::json!({ "n": batch * 1_000 + n, "pad": pad }),
+                    es_core::Metadata::new(),
+                )
+            })
+            .collect();
+        store
+            .append(
+                stream,
+                ExpectedVersion::from_version(batch * 1_000),
+                &batch_events,
+            )
+            .unwrap();
+    }
+    let mut seen = 0;
+    store
+        .visit_stream(stream, 1..=u64::MAX, &mut |_| {
+            seen += 1;
+            std::ops::ControlFlow::Break(())
+        })
+        .unwrap();
+    assert_eq!(seen, 1);
+    let mut monitor = client(&store);
+    let active: i64 = monitor
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle'",
+            &[&app],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        active, 0,
+        "no session of the store is still running the read"
+    );
+    // The store works on (a fresh connection in the freed slot).
+    assert_eq!(store.stream_version(stream).unwrap(), 20_000);
+    assert_eq!(store.read_stream(stream, 19_999).unwrap().len(), 2);
+}

@@ -9,7 +9,9 @@ fn main() {
     let repo = Repository::<BankAccount, _>::new(store);
     for _ in 0..3 {
         let t = std::time::Instant::now();
-        for _ in 0..200 { std::hint::black_box(repo.load("acc-1").unwrap()); }
+        for _ in 0..200 {
+            std::hint::black_box(repo.load("acc-1").unwrap());
+        }
         eprintln!("es {:?} per load", t.elapsed() / 200);
     }
 }
@@ -18,11 +20,24 @@ fn main() {
 fn baseline() {
     use es_bench::bank::baseline::{AccountEvent, Store};
     let mut store = Store::new();
-    store.push("acc-1", &AccountEvent::Opened { owner: "Alice".into() }).unwrap();
-    for _ in 0..9_999 { store.push("acc-1", &AccountEvent::Deposited { amount: 1 }).unwrap(); }
+    store
+        .push(
+            "acc-1",
+            &AccountEvent::Opened {
+                owner: "Alice".into(),
+            },
+        )
+        .unwrap();
+    for _ in 0..9_999 {
+        store
+            .push("acc-1", &AccountEvent::Deposited { amount: 1 })
+            .unwrap();
+    }
     for _ in 0..3 {
         let t = std::time::Instant::now();
-        for _ in 0..200 { std::hint::black_box(store.load("acc-1").unwrap()); }
+        for _ in 0..200 {
+            std::hint::black_box(store.load("acc-1").unwrap());
+        }
         eprintln!("baseline {:?} per load", t.elapsed() / 200);
     }
 }
@@ -36,7 +51,8 @@ fn floor() {
         for _ in 0..200 {
             let mut acc = BankAccount::default();
             for p in &payloads {
-                let e = BankAccountEvent::from_stored("Deposited", 1, std::hint::black_box(p)).unwrap();
+                let e =
+                    BankAccountEvent::from_stored("Deposited", 1, std::hint::black_box(p)).unwrap();
                 acc.apply_event(&e);
             }
             std::hint::black_box(acc);

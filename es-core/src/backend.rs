@@ -95,13 +95,15 @@ pub fn validate_batch(
             Some("its event type is empty".to_owned())
         } else if event.event_type.contains('\0') {
             Some("its event type contains a NUL character; remove it".to_owned())
+        } else if has_nul_escape(event.payload.get()) {
+            Some("its payload holds a NUL character (`\\u0000`), which PostgreSQL's jsonb cannot store; remove it or encode the data (e.g. base64)".to_owned())
         } else if json_depth_exceeds(event.payload.get(), MAX_JSON_DEPTH) {
             Some(format!(
                 "its payload nests arrays and objects deeper than {MAX_JSON_DEPTH} levels, which JSON parsers refuse to read back; flatten it"
             ))
         } else if metadata_too_deep(&event.metadata) {
             Some(format!(
-                "its metadata nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+                "its metadata nests deeper than {MAX_JSON_DEPTH} levels or holds a NUL character; flatten it or remove the NUL"
             ))
         } else {
             None
@@ -116,6 +118,27 @@ pub fn validate_batch(
         }
     }
     Ok(())
+}
+
+/// Whether JSON `text` holds the escape `\u0000` (a NUL character in a string): a
+/// backslash-u-0000 preceded by an even number of further backslashes (`\\u0000` is an
+/// escaped backslash followed by the letters `u0000`).
+fn has_nul_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("\\u0000") {
+        let at = from + found;
+        let preceding = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if preceding % 2 == 0 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Whether JSON `text` nests arrays and objects deeper than `limit`. Scans bytes once,
@@ -158,6 +181,14 @@ fn json_depth_exceeds(text: &str, limit: usize) -> bool {
 /// Whether metadata serializes deeper than [`MAX_JSON_DEPTH`]: its own object and the
 /// `extra` object are two levels.
 fn metadata_too_deep(metadata: &crate::Metadata) -> bool {
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
     fn depth(value: &Value) -> usize {
         match value {
             Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
@@ -165,10 +196,13 @@ fn metadata_too_deep(metadata: &crate::Metadata) -> bool {
             _ => 0,
         }
     }
-    metadata
-        .extra
-        .values()
-        .any(|value| depth(value) + 2 > MAX_JSON_DEPTH)
+    let texts = [&metadata.correlation_id, &metadata.causation_id];
+    texts
+        .iter()
+        .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+        || metadata.extra.iter().any(|(key, value)| {
+            key.contains('\0') || has_nul(value) || depth(value) + 2 > MAX_JSON_DEPTH
+        })
 }
 
 /// The identifying columns of a stored row as the backend read them, borrowed; each may
@@ -397,6 +431,22 @@ mod tests {
 
     fn nested(depth: usize) -> String {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(r#"{"a":"x\u0000y"}"#));
+        assert!(
+            has_nul_escape(r#"["\\\u0000"]"#),
+            "an escaped backslash, then the escape"
+        );
+        assert!(
+            !has_nul_escape(r#"{"a":"\\u0000"}"#),
+            "a backslash and the letters u0000"
+        );
+        assert!(!has_nul_escape(r#"{"a":"\u0001"}"#));
+        let payload = serde_json::to_string(&"nul\0here").unwrap();
+        assert!(has_nul_escape(&payload), "{payload}");
     }
 
     #[test]

@@ -68,10 +68,6 @@ pub trait EventEnum: Sized + Send + Sync + 'static {
     /// name or an alias; `version` may be older than the current one (the payload is upcast
     /// first).
     fn from_stored(event_type: &str, version: u32, payload: &str) -> Result<Self, DecodeError>;
-
-    /// Whether this enum has a variant stored under `event_type` (its name or an alias), so
-    /// a reader can skip the events it does not handle without decoding them.
-    fn handles(event_type: &str) -> bool;
 }
 
 /// What a decision closure may return: one event, several, or none.

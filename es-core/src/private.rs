@@ -169,7 +169,4 @@ impl crate::EventEnum for NoEvents {
             known: &[],
         })
     }
-    fn handles(_: &str) -> bool {
-        false
-    }
 }

@@ -295,12 +295,29 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         outcome: AppendOutcome,
         attempts: u32,
     ) -> Result<Executed<A>, Error> {
-        let state = self.load_up_to(stream, outcome.stream_version)?;
-        let events = self
-            .decoded(stream, outcome.stream_versions())?
-            .into_iter()
-            .map(|decoded| decoded.event)
-            .collect();
+        let versions = outcome.stream_versions();
+        let mut state = self.load_up_to(stream, versions.start().saturating_sub(1))?;
+        let decoded = self.decoded(stream, versions.clone())?;
+        let mut events = Vec::with_capacity(decoded.len());
+        for entry in decoded {
+            state.state.apply(&entry.event);
+            state.version = entry.record.stream_version;
+            events.push(entry.event);
+        }
+        // The store's record of the key must match the stream: otherwise say so rather
+        // than return an outcome whose state, version and events disagree.
+        if versions.is_empty() || state.version != outcome.stream_version {
+            return Err(store_error(
+                stream,
+                StoreError::CorruptStream {
+                    stream: stream.to_key(),
+                    reason: format!(
+                        "the idempotency key's record says the append ended at version {} with global positions {:?}, but the stream holds versions up to {} there",
+                        outcome.stream_version, outcome.global_positions, state.version
+                    ),
+                },
+            ));
+        }
         Ok(Executed {
             state: state.state,
             version: outcome.stream_version,

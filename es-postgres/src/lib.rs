@@ -153,7 +153,10 @@ mod schema;
 mod store;
 
 pub use error::{AcquireTimeout, Error};
-pub use store::{DEFAULT_APPLICATION_NAME, Options, PostgresStore, append_in_transaction};
+pub use store::{
+    DEFAULT_APPLICATION_NAME, Options, PostgresStore, append_in_transaction,
+    append_in_transaction_with,
+};
 
 /// The `postgres` driver this crate is built with, for opening the connection whose
 /// transaction you pass to [`append_in_transaction`] without a version mismatch.

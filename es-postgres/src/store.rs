@@ -201,6 +201,11 @@ struct Attempt {
     /// Set once running the call again could repeat something: an append's transaction
     /// began (it may have committed), or a read handed rows to its visitor.
     irrevocable: bool,
+    /// Set when a read stopped before its last row (its visitor said stop, or a row was
+    /// damaged): the server is still sending the rest, and the synchronous client would
+    /// only read it on the connection's next use, while the server holds the query's
+    /// snapshot and locks. Such a connection is closed instead of going back to the pool.
+    abandoned: bool,
 }
 
 impl Attempt {
@@ -208,6 +213,28 @@ impl Attempt {
     fn irrevocable(&mut self) {
         self.irrevocable = true;
     }
+}
+
+/// Hands each row of `rows` to `visitor`, marking `attempt` irrevocable at the first row
+/// and abandoned if the read stops before the end.
+fn visit_rows(
+    mut rows: postgres::RowIter<'_>,
+    visitor: &mut Visitor<'_>,
+    attempt: &mut Attempt,
+) -> Result<(), StoreError> {
+    while let Some(row) = rows.next().map_err(backend)? {
+        // A read that failed before its visitor saw a row runs again on a new connection
+        // if this one broke; after that, never: the visitor would see events twice.
+        attempt.irrevocable();
+        match row::visit(&row, visitor) {
+            Ok(flow) if flow.is_continue() => {}
+            stopped => {
+                attempt.abandoned = true;
+                return stopped.map(drop);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for PostgresStore {
@@ -305,6 +332,28 @@ impl PostgresStore {
         )
     }
 
+    /// Like [`append_in_transaction`](PostgresStore::append_in_transaction), with
+    /// [`AppendOptions`] (an idempotency key); see [`append_in_transaction_with`].
+    pub fn append_in_transaction_with(
+        &self,
+        tx: &mut Transaction<'_>,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> Result<AppendOutcome, StoreError> {
+        append_with(
+            tx,
+            &self.inner.schema,
+            &self.inner.sql,
+            GiveBack::Yes,
+            stream,
+            expected,
+            events,
+            options,
+        )
+    }
+
     /// Runs `f` on a pooled connection, waiting for one if all are busy (for at most
     /// [`Options::acquire_timeout`]). A connection on which `f` failed with a backend
     /// error is closed, not given back.
@@ -328,6 +377,10 @@ impl PostgresStore {
             let mut attempt = Attempt::default();
             let result = f(conn, &mut attempt);
             if !matches!(result, Err(StoreError::Backend(_))) {
+                if attempt.abandoned {
+                    // Dropping the client closes the socket; the server ends the query.
+                    checkout.conn = None;
+                }
                 return result;
             }
             let retry = !retried && !attempt.irrevocable && conn.is_broken();
@@ -1016,20 +1069,11 @@ impl EventStore for PostgresStore {
             let params: [&(dyn ToSql + Sync); 4] = [&stream.aggregate_type, &stream.id, &from, &to];
             // Rows arrive as the server sends them and are handed over one at a time,
             // borrowed: a long stream is never held in memory.
-            let mut rows = conn
+            let rows = conn
                 .client
                 .query_raw(&conn.prepared.read_stream, params)
                 .map_err(backend)?;
-            while let Some(row) = rows.next().map_err(backend)? {
-                // A read that failed before its visitor saw a row runs again on a new
-                // connection if this one broke; after that, never: the visitor would see
-                // the same events twice.
-                attempt.irrevocable();
-                if row::visit(&row, visitor)?.is_break() {
-                    break;
-                }
-            }
-            Ok(())
+            visit_rows(rows, visitor, attempt)
         })
     }
 
@@ -1046,18 +1090,11 @@ impl EventStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_conn(|conn, attempt| {
             let params: [&(dyn ToSql + Sync); 2] = [&from, &limit];
-            let mut rows = conn
+            let rows = conn
                 .client
                 .query_raw(&conn.prepared.read_all, params)
                 .map_err(backend)?;
-            while let Some(row) = rows.next().map_err(backend)? {
-                // As in `visit_stream`: no second run once the visitor has seen a row.
-                attempt.irrevocable();
-                if row::visit(&row, visitor)?.is_break() {
-                    break;
-                }
-            }
-            Ok(())
+            visit_rows(rows, visitor, attempt)
         })
     }
 

@@ -21,6 +21,10 @@ use crate::envelope::{EventRecord, Metadata, MetadataRef, NewEvent, StreamRef};
 ///
 /// Each stream's events are kept together, and the global log is an index into the streams,
 /// so reading a stream touches only its own events, and nothing is copied when it is read.
+/// Its maps use a fast hash without a random seed: fine for the keys of the program that
+/// embeds it, not for stream ids chosen by untrusted clients of a long-running service
+/// (which should use a durable store anyway). Idempotency keys are kept for the life of
+/// the store.
 ///
 /// ```
 /// use es_core::{EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, StreamRef};
@@ -205,12 +209,16 @@ impl EventStore for InMemoryStore {
                 return Err(StoreError::Invalid {
                     stream: stream.to_key(),
                     reason: format!(
-                        "event id {} is already stored (or repeated in this batch); give every new event a fresh id",
+                        "event {} of the batch (`{}`) has id {}, which is already stored (or repeated in this batch); give every new event a fresh id",
+                        i + 1,
+                        event.event_type,
                         event.event_id
                     ),
                 });
             }
         }
+        let end = current + events.len() as u64;
+        u32::try_from(end).map_err(|_| too_large(stream))?;
         let index = match existing {
             Some(index) => index,
             None => {
@@ -231,8 +239,6 @@ impl EventStore for InMemoryStore {
             }
         };
         let stream_index = u32::try_from(index).map_err(|_| too_large(stream))?;
-        let end = current + events.len() as u64;
-        u32::try_from(end).map_err(|_| too_large(stream))?;
         let recorded_at = SystemTime::now();
         log.event_ids.extend(events.iter().map(|e| e.event_id));
         let target = &mut log.streams[index];

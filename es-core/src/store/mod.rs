@@ -84,15 +84,19 @@ pub struct AppendOutcome {
 }
 
 impl AppendOutcome {
-    /// The stream versions of the appended events (empty for an empty batch).
+    /// The stream versions of the appended events (empty for an empty batch, or for an
+    /// outcome whose fields do not describe an append).
     pub fn stream_versions(&self) -> RangeInclusive<u64> {
-        let count = self.global_positions.end - self.global_positions.start;
-        if count == 0 {
+        let count = self
+            .global_positions
+            .end
+            .saturating_sub(self.global_positions.start);
+        match (self.stream_version + 1).checked_sub(count) {
+            Some(first) if count > 0 => first..=self.stream_version,
             // An empty inclusive range: its start is past its end on purpose.
             #[allow(clippy::reversed_empty_ranges)]
-            return 1..=0;
+            _ => 1..=0,
         }
-        self.stream_version + 1 - count..=self.stream_version
     }
 }
 

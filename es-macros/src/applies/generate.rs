@@ -178,11 +178,6 @@ pub(super) fn generate(
                     }
                 }
 
-                #[inline]
-                fn handles(__es_event_type: &#core::primitive::str) -> #core::primitive::bool {
-                    #(#private::is_named(__es_event_type, #as_event::EVENT_TYPE, #as_event::ALIASES))||*
-                }
-
                 fn from_stored(
                     __es_event_type: &#core::primitive::str,
                     __es_version: #core::primitive::u32,
