@@ -428,3 +428,69 @@ fn a_payload_that_does_not_fit_is_a_decode_error_not_a_panic() {
         "{error:?}"
     );
 }
+
+#[test]
+fn load_errors_widen_into_a_domain_error_for_question_mark() {
+    fn top_up(
+        repo: &Repository<Account, InMemoryStore>,
+        id: &str,
+    ) -> Result<es_core::Versioned<Account>, Error<AccountError>> {
+        repo.execute(id, |a| a.deposit(1))?;
+        let loaded = repo.load(id).map_err(Error::widen)?;
+        Ok(loaded.expect("the stream exists"))
+    }
+    let repo = repo();
+    assert_eq!(
+        top_up(&repo, "acc").unwrap_err().rejection(),
+        Some(&AccountError::NotOpen)
+    );
+    repo.execute_infallible("acc", |_| Opened {
+        owner: "Ann".into(),
+    })
+    .unwrap();
+    let loaded = top_up(&repo, "acc").unwrap();
+    assert_eq!((loaded.version, loaded.state.balance), (2, 1));
+
+    // A damaged stream stays a decode error, with its details, once widened.
+    let damaged = seeded(|events| {
+        events[2].payload = serde_json::value::to_raw_value(&json!({"amount": "six"})).unwrap();
+    });
+    let error: Result<_, Error<AccountError>> = damaged.load("acc").map_err(Error::widen);
+    assert!(
+        matches!(error, Err(Error::Decode { version: 3, .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn an_infallible_decision_returns_events_directly() {
+    let repo = repo();
+    let none = repo.execute_infallible("acc", |_| ()).unwrap();
+    assert_eq!((none.version, none.attempts), (0, 1));
+    let two = repo
+        .execute_infallible("acc", |_| {
+            (
+                Opened {
+                    owner: "Ann".into(),
+                },
+                Deposited { amount: 4 },
+            )
+        })
+        .unwrap();
+    assert_eq!((two.version, two.state.balance), (2, 4));
+    assert_eq!(two.global_positions, 1..3);
+}
+
+#[test]
+fn serde_json_is_re_exported_for_upcasters() {
+    fn upcast(
+        mut payload: es_core::serde_json::Value,
+    ) -> Result<es_core::serde_json::Value, es_core::UpcastError> {
+        payload["currency"] = es_core::serde_json::json!("EUR");
+        Ok(payload)
+    }
+    assert_eq!(
+        upcast(json!({"amount": 1})).unwrap(),
+        json!({"amount": 1, "currency": "EUR"})
+    );
+}

@@ -13,6 +13,48 @@ use crate::store::StoreError;
 /// Every variant names the stream involved, and where there is one, the version and event
 /// type, so a log line alone says what to look at. Large sources are boxed so that
 /// `Result<T, Error<E>>` stays small on the happy path.
+///
+/// # Mixing `load` and `execute` in one function
+///
+/// `load`, `history` and [`execute_infallible`](crate::Repository::execute_infallible)
+/// return `Error<Infallible>`, `execute` returns `Error<YourError>`. In a function that
+/// returns `Box<dyn std::error::Error>` (or `anyhow::Error`), `?` takes both as they are. In
+/// one that returns `Error<YourError>`, turn the former into the latter with
+/// [`widen`](Error::widen): `repo.load(id).map_err(Error::widen)?`. (A `From` impl cannot
+/// do it for `?`: `impl<E> From<Error<Infallible>> for Error<E>` overlaps the standard
+/// `impl<T> From<T> for T` where `E` is `Infallible`, and making `load` generic over `E`
+/// leaves `E` uninferable wherever the error goes to `Box<dyn Error>` or `unwrap`.)
+///
+/// ```
+/// use es_core::{Aggregate, Error, Event, InMemoryStore, Repository, applies};
+/// use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// # struct Deposited { amount: u64 }
+/// # #[derive(Debug, Default, Aggregate)]
+/// # struct Account { balance: u64 }
+/// # #[applies]
+/// # impl Account { fn deposited(&mut self, e: &Deposited) { self.balance += e.amount; } }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("the account is empty")]
+/// struct Empty;
+///
+/// /// Doubles the balance, if there is one; returns the balance before.
+/// fn double(repo: &Repository<Account, InMemoryStore>, id: &str) -> Result<u64, Error<Empty>> {
+///     let before = repo.load(id).map_err(Error::widen)?.map_or(0, |acc| acc.state.balance);
+///     repo.execute(id, |acc| {
+///         if acc.balance == 0 { Err(Empty) } else { Ok(Deposited { amount: acc.balance }) }
+///     })?;
+///     Ok(before)
+/// }
+///
+/// let repo = Repository::<Account, _>::new(InMemoryStore::new());
+/// assert!(double(&repo, "acc-1").unwrap_err().rejection().is_some());
+/// repo.execute_infallible("acc-1", |_| Deposited { amount: 3 })?;
+/// assert_eq!(double(&repo, "acc-1")?, 3);
+/// assert_eq!(repo.load("acc-1")?.map(|acc| acc.state.balance), Some(6));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error<E = Infallible> {
     /// The decision rejected the command; nothing was appended.
@@ -26,14 +68,15 @@ pub enum Error<E = Infallible> {
         #[source]
         source: E,
     },
-    /// Other writers kept appending to the stream; every attempt conflicted.
+    /// Other writers kept appending to the stream; every attempt conflicted, until the
+    /// repository's [`RetryPolicy`](crate::RetryPolicy) ran out of attempts or time.
     #[error(
-        "concurrency conflict on {stream}: gave up after {attempts} attempts (last expected version {expected}, found {actual}); retry later or raise `Repository::with_max_retries`"
+        "concurrency conflict on {stream}: gave up after {attempts} attempts (last expected version {expected}, found {actual}); retry later or allow more with `Repository::with_retry`"
     )]
     Conflict {
         /// The stream.
         stream: StreamKey,
-        /// How many times the command was decided and appended.
+        /// How many times the command was decided and appended (1: it was not retried).
         attempts: u32,
         /// The version the last attempt expected.
         expected: u64,
@@ -112,7 +155,9 @@ impl<E> Error<E> {
 }
 
 impl Error<Infallible> {
-    /// Widens an error that cannot be a rejection into one of any domain error type.
+    /// Widens an error that cannot be a rejection into one of any domain error type, for
+    /// `?` in a function returning `Error<E>`: `repo.load(id).map_err(Error::widen)?` (see
+    /// the [type docs](Error#mixing-load-and-execute-in-one-function)).
     pub fn widen<E>(self) -> Error<E> {
         match self {
             Self::Rejected { source, .. } => match source {},

@@ -9,8 +9,10 @@
 //!   `match`) and its decoder.
 //! * [`#[derive(Aggregate)]`](macro@Aggregate) names the stored aggregate type and links the
 //!   struct to its handlers.
-//! * [`Repository`] loads an aggregate, runs a command (a closure returning events or a
-//!   domain error) and appends the events with optimistic concurrency, retrying on conflict.
+//! * [`Repository`] loads an aggregate (a [`Versioned`] state), runs a command (a closure
+//!   returning events or a domain error) and appends the events with optimistic
+//!   concurrency, retrying on conflict as its [`RetryPolicy`] says.
+//! * [`serde_json`] is re-exported, for upcasters that rewrite stored JSON payloads.
 //! * [`EventStore`] is the storage contract; [`InMemoryStore`] implements it here, and the
 //!   `es-sqlite` and `es-postgres` crates implement it durably.
 //!
@@ -75,6 +77,8 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, EventHandlers};
 pub use codec::{DecodeError, UpcastError, decode_event};
+/// An aggregate's state and its stream version, as [`Repository::load`] returns it.
+pub use decision::Versioned;
 pub use envelope::{
     EventRecord, Metadata, MetadataRef, NewEvent, RecordedEvent, StreamKey, StreamRef,
 };
@@ -82,7 +86,25 @@ pub use error::Error;
 pub use es_macros::{Aggregate, Event, applies};
 pub use event::{Event, EventEnum, IntoEvents};
 pub use id::new_event_id;
-pub use repository::{DEFAULT_MAX_RETRIES, DecodedEvent, ExecuteOptions, Executed, Repository};
+pub use repository::{
+    DEFAULT_MAX_RETRIES, DecodedEvent, ExecuteOptions, Executed, Repository, RetryPolicy,
+};
+/// The `serde_json` crate es stores payloads with, so that an upcaster
+/// (`fn(serde_json::Value) -> Result<serde_json::Value, UpcastError>`) needs no dependency
+/// of its own: write `es_core::serde_json::Value`.
+///
+/// ```
+/// use es_core::UpcastError;
+/// use es_core::serde_json::{Value, json};
+///
+/// fn v1_to_v2(mut payload: Value) -> Result<Value, UpcastError> {
+///     payload["currency"] = json!("EUR");
+///     Ok(payload)
+/// }
+/// assert_eq!(v1_to_v2(json!({"amount": 5}))?, json!({"amount": 5, "currency": "EUR"}));
+/// # Ok::<(), UpcastError>(())
+/// ```
+pub use serde_json;
 pub use serde_json::value::RawValue;
 pub use store::{
     AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore,
