@@ -18,6 +18,7 @@ pub fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     let mut cx = Ctxt::new();
     check_shape(&mut cx, input);
     let attrs = parse_attrs(&mut cx, input);
+    attr::reject_misplaced(&mut cx, &input.data, AGGREGATE, "aggregate");
     if attrs.name.is_none() {
         attr::check_default_name(&mut cx, &input.ident, "an aggregate name", AGGREGATE);
     }
@@ -180,6 +181,28 @@ mod tests {
                 "unknown attribute `table` in `#[aggregate(...)]`",
                 "`not a path` is not a path",
                 "duplicate attribute `name`",
+            ],
+        );
+    }
+
+    #[test]
+    fn aggregate_attributes_on_variants_and_fields_are_rejected() {
+        let field = errors(run(quote! {
+            struct Account { #[aggregate(name = "A")] balance: u64 }
+        }));
+        assert_errors(
+            &field,
+            &["`#[aggregate(...)]` goes on the aggregate type itself, not on a field"],
+        );
+        let variant = errors(run(quote! {
+            #[aggregate(nmae = "Door")]
+            enum Door { #[default] #[aggregate(name = "Open")] Open, Closed }
+        }));
+        assert_errors(
+            &variant,
+            &[
+                "unknown attribute `nmae` in `#[aggregate(...)]`; did you mean `name`?",
+                "`#[aggregate(...)]` goes on the aggregate type itself, not on an enum variant",
             ],
         );
     }

@@ -55,11 +55,85 @@ pub fn unknown_key(
     expected: &[&str],
 ) -> syn::Result<()> {
     let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    let suggestion = closest_key(&key, expected).map_or_else(
+        || ";".to_owned(),
+        |near| format!("; did you mean `{near}`?"),
+    );
     cx.syn_error(meta.error(format!(
-        "unknown attribute `{key}` in `{context}`; expected one of: {}",
+        "unknown attribute `{key}` in `{context}`{suggestion} expected one of: {}",
         expected.join(", ")
     )));
     skip_value(meta)
+}
+
+/// The expected key nearest to a mistyped `key`, if one is near enough to be what the user
+/// meant: at most one edit per three characters (a swap of two neighbours is one edit), or
+/// the same key in another case.
+fn closest_key<'a>(key: &str, expected: &[&'a str]) -> Option<&'a str> {
+    let lower = key.to_ascii_lowercase();
+    expected
+        .iter()
+        .map(|&candidate| (edit_distance(&lower, candidate), candidate))
+        .filter(|&(distance, candidate)| distance <= key.len().max(candidate.len()).max(3) / 3)
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// The optimal-string-alignment distance: insertions, deletions, substitutions and swaps
+/// of two neighbouring characters each count as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // rows[i][j]: the distance between a[..i] and b[..j].
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// Records an error for every `#[attribute(...)]` on a variant or a field of `data`: the
+/// derive reads it only on the type itself, so rustc would accept and ignore it. `what` is
+/// the kind of type, e.g. "event".
+pub fn reject_misplaced(cx: &mut Ctxt, data: &syn::Data, attribute: &str, what: &str) {
+    let mut check = |attrs: &[syn::Attribute], place: &str| {
+        for misplaced in attrs.iter().filter(|a| a.path().is_ident(attribute)) {
+            cx.error_spanned_by(
+                misplaced,
+                format!(
+                    "`#[{attribute}(...)]` goes on the {what} type itself, not on {place}; move it above the `struct` or `enum`"
+                ),
+            );
+        }
+    };
+    let fields: Vec<&syn::Field> = match data {
+        syn::Data::Struct(data) => data.fields.iter().collect(),
+        syn::Data::Enum(data) => {
+            for variant in &data.variants {
+                check(&variant.attrs, "an enum variant");
+            }
+            data.variants.iter().flat_map(|v| &v.fields).collect()
+        }
+        syn::Data::Union(data) => data.fields.named.iter().collect(),
+    };
+    for field in fields {
+        check(&field.attrs, "a field");
+    }
 }
 
 /// Skips `= value` or `(...)` after a key.
@@ -70,8 +144,10 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
             value.parse::<TokenTree>()?;
         }
     } else if meta.input.peek(syn::token::Paren) {
-        let _content;
-        syn::parenthesized!(_content in meta.input);
+        // Consumed whole: syn reports tokens left in a group as "unexpected token".
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<proc_macro2::TokenStream>()?;
     }
     Ok(())
 }
@@ -243,7 +319,7 @@ mod tests {
     use proc_macro2::Span;
     use quote::quote;
 
-    use super::{respan, validate_stored_name};
+    use super::{closest_key, edit_distance, respan, validate_stored_name};
     use crate::test_helpers::compact;
 
     #[test]
@@ -276,6 +352,28 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn nearest_keys() {
+        let keys = ["name", "version", "upcast", "aliases", "crate"];
+        for (typo, expected) in [
+            ("nmae", Some("name")),
+            ("nam", Some("name")),
+            ("NAME", Some("name")),
+            ("verison", Some("version")),
+            ("alias", Some("aliases")),
+            ("rename", Some("name")),
+            ("crates", Some("crate")),
+            ("renamed", None),
+            ("colour", None),
+            ("x", None),
+            ("", None),
+        ] {
+            assert_eq!(closest_key(typo, &keys), expected, "{typo}");
+        }
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

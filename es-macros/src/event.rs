@@ -41,6 +41,18 @@ pub fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     let mut cx = Ctxt::new();
     check_shape(&mut cx, input);
     let attrs = parse_attrs(&mut cx, input);
+    attr::reject_misplaced(&mut cx, &input.data, EVENT, "event");
+    if let syn::Data::Enum(data) = &input.data {
+        if data.variants.is_empty() {
+            let (enum_token, ident) = (&data.enum_token, &input.ident);
+            cx.error_spanned_by(
+                quote!(#enum_token #ident),
+                format!(
+                    "an event enum needs at least one variant: `{ident}` has none, so it could never be recorded; add a variant or make it a struct"
+                ),
+            );
+        }
+    }
     validate(&mut cx, &attrs, &input.ident);
     cx.check()?;
     Ok(generate(input, &attrs))
@@ -102,6 +114,8 @@ fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> EventAttrs {
                     Some(v) => chain_known &= version.set(cx, v.span, v.value),
                     None => chain_known = false,
                 }
+            } else if meta.path.is_ident(ALIASES) && meta.input.peek(syn::Token![=]) {
+                misused_aliases(cx, &meta)?;
             } else if meta.path.is_ident(ALIASES) {
                 let content;
                 syn::parenthesized!(content in meta.input);
@@ -153,6 +167,25 @@ fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> EventAttrs {
             .map_or_else(attr::default_crate_path, |s| s.value),
         chain_known,
     }
+}
+
+/// Records an error for `aliases = ...`, showing the list form with the names written.
+fn misused_aliases(cx: &mut Ctxt, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    let value = meta.value()?;
+    let mut tokens = TokenStream::new();
+    while !value.is_empty() && !value.peek(syn::Token![,]) {
+        tokens.extend([value.parse::<proc_macro2::TokenTree>()?]);
+    }
+    let names = match syn::parse2::<syn::LitStr>(tokens.clone()) {
+        Ok(lit) => format!("{:?}", lit.value()),
+        Err(_) => "\"OldName\", ...".to_owned(),
+    };
+    let path = &meta.path;
+    cx.error_spanned_by(
+        quote!(#path #tokens),
+        format!("`aliases` takes a list of older names: write `aliases({names})`"),
+    );
+    Ok(())
 }
 
 /// Parses `upcast(from = N, with = path)` or `upcast(from = N, via = Type)`; `None` after
@@ -683,6 +716,70 @@ mod tests {
                 assert!(result.is_err(), "{attribute} was accepted");
             }
         }
+    }
+
+    #[test]
+    fn event_attributes_on_variants_and_fields_are_rejected() {
+        let found = errors(run(quote! {
+            enum Changed {
+                #[event(name = "A")]
+                A { #[event(version = 2)] x: u8 },
+                B(#[serde(default)] u8),
+            }
+        }));
+        assert_errors(
+            &found,
+            &[
+                "`#[event(...)]` goes on the event type itself, not on an enum variant",
+                "`#[event(...)]` goes on the event type itself, not on a field",
+            ],
+        );
+        let tuple = errors(run(quote! { struct Moved(#[event(name = "x")] u32); }));
+        assert_errors(&tuple, &["not on a field"]);
+    }
+
+    #[test]
+    fn an_enum_without_variants_is_rejected() {
+        let found = errors(run(quote! { enum Never {} }));
+        assert_errors(
+            &found,
+            &["an event enum needs at least one variant: `Never` has none"],
+        );
+    }
+
+    #[test]
+    fn aliases_with_equals_shows_the_list_form() {
+        let found = errors(run(quote! {
+            #[event(aliases = "Old", version = 0)]
+            struct Deposited { amount: u64 }
+        }));
+        assert_errors(
+            &found,
+            &["write `aliases(\"Old\")`", "schema versions start at 1"],
+        );
+        let list = errors(run(quote! {
+            #[event(aliases = ["A", "B"])]
+            struct Deposited { amount: u64 }
+        }));
+        assert_errors(&list, &["write `aliases(\"OldName\", ...)`"]);
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_nearest_key() {
+        let errors = errors(run(quote! {
+            #[event(nmae = "A", Version = 2, alias("B"), colour = "red", upcast(form = 1, with = f))]
+            struct Deposited { amount: u64 }
+        }));
+        assert_errors(
+            &errors,
+            &[
+                "unknown attribute `nmae` in `#[event(...)]`; did you mean `name`? expected one of:",
+                "unknown attribute `Version` in `#[event(...)]`; did you mean `version`?",
+                "unknown attribute `alias` in `#[event(...)]`; did you mean `aliases`?",
+                "unknown attribute `colour` in `#[event(...)]`; expected one of:",
+                "unknown attribute `form` in `upcast(...)`; did you mean `from`?",
+            ],
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ fn with_fallback(
 ///
 /// Checked at compile time: every version below `version` has exactly one step (no gap, no
 /// duplicate, no step from the current version or later); names and aliases are valid and
-/// distinct; `with` functions have the right type; no unions, no generics.
+/// distinct; `with` functions have the right type; no unions, no generics, no enum without
+/// variants; `#[event(...)]` only on the type itself, never on a variant or a field.
 ///
 /// ```
 /// use es_core::{Event, UpcastError};
@@ -99,6 +100,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// The struct must implement `Default` (the state of a new stream) and have an
 /// `#[applies] impl` block; without one, compilation fails with "`X` has no event handlers".
+/// `#[aggregate(...)]` goes on the type itself, never on a variant or a field.
 ///
 /// | attribute | where | meaning |
 /// |---|---|---|
@@ -146,7 +148,13 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// value, not generic/async/const/unsafe/extern); every argument type implements `Event`; no
 /// two handlers for one event, nor two event types with the same name (they would be the same
 /// variant); no two events of the aggregate share a stored name or alias. With the default
-/// derives, the event types must be `Debug` and `Clone` too.
+/// derives, the event types must be `Debug` and `Clone` too. No handler may take the
+/// generated enum itself, and no item of the block may carry `#[event]`, `#[aggregate]` or
+/// another `#[applies]`.
+///
+/// Associated consts (and, where the compiler allows them, associated types) are kept as
+/// written and may be used by the handlers; a macro call in the block is rejected, since the
+/// methods it expands to could not be checked or dispatched.
 ///
 /// The generated dispatch, written by hand:
 ///

@@ -2,6 +2,7 @@
 
 pub const EVENT: &str = "event";
 pub const AGGREGATE: &str = "aggregate";
+pub const APPLIES: &str = "applies";
 
 pub const NAME: &str = "name";
 pub const VERSION: &str = "version";

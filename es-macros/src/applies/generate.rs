@@ -3,7 +3,7 @@
 //! dispatch and the compile-time check that no two events share a stored name.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::parse::type_key;
@@ -20,10 +20,7 @@ pub(super) fn generate(
     let private = quote!(#krate::__private);
     let core = quote!(#private::core);
     let self_ty = &item.self_ty;
-    let enum_ident = args
-        .event_enum
-        .clone()
-        .unwrap_or_else(|| format_ident!("{}Event", self_ident));
+    let enum_ident = super::enum_ident(args, self_ident);
     let (vis, vis_span) = args
         .vis
         .clone()

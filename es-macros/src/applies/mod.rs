@@ -13,7 +13,7 @@ mod parse;
 mod tests;
 
 use generate::generate;
-use parse::{parse_args, parse_handlers, self_ident};
+use parse::{parse_args, parse_handlers, self_ident, strip_misplaced};
 
 /// The `#[applies(...)]` arguments.
 pub(super) struct AppliesArgs {
@@ -46,6 +46,13 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             quote!(#fallback #error)
         }
     }
+}
+
+/// The name of the generated event enum: `event_enum = ...`, or `{Aggregate}Event`.
+pub(super) fn enum_ident(args: &AppliesArgs, self_ident: &syn::Ident) -> syn::Ident {
+    args.event_enum
+        .clone()
+        .unwrap_or_else(|| quote::format_ident!("{}Event", self_ident))
 }
 
 /// The error for `#[applies]` on something other than an impl block, spanned on the item's
@@ -87,6 +94,8 @@ fn expand_impl(
 ) -> Result<TokenStream, (syn::Error, TokenStream)> {
     let mut cx = Ctxt::new();
     let args = parse_args(&mut cx, args);
+    let cleaned = strip_misplaced(&mut cx, item);
+    let item = cleaned.as_ref().unwrap_or(item);
     let generic = attr::reject_generics(&mut cx, &item.generics, "aggregates", "an aggregate");
     let self_ident = self_ident(&mut cx, item, generic);
     if let Some((_, path, _)) = &item.trait_ {
@@ -98,7 +107,8 @@ fn expand_impl(
     if let Some(unsafety) = &item.unsafety {
         cx.error_spanned_by(unsafety, "an `#[applies]` block cannot be `unsafe`");
     }
-    let handlers = parse_handlers(&mut cx, item);
+    let enum_ident = self_ident.map(|self_ident| enum_ident(&args, self_ident));
+    let (handlers, takes_enum) = parse_handlers(&mut cx, item, enum_ident.as_ref());
 
     let Err(error) = cx.check() else {
         return match self_ident {
@@ -116,8 +126,17 @@ fn expand_impl(
         }
         Some(self_ident) => {
             let krate = &args.krate;
+            // A handler taking the generated enum still names it in the user's block.
+            let empty_enum = match (&enum_ident, takes_enum) {
+                (Some(enum_ident), true) => quote! {
+                    #[allow(dead_code)]
+                    enum #enum_ident {}
+                },
+                _ => TokenStream::new(),
+            };
             quote! {
                 #item
+                #empty_enum
 
                 #[doc(hidden)]
                 const _: () = {

@@ -85,21 +85,85 @@ pub(super) fn self_ident<'a>(
     None
 }
 
-pub(super) fn parse_handlers<'a>(cx: &mut Ctxt, item: &'a syn::ItemImpl) -> Vec<Handler<'a>> {
+/// Records an error for every attribute the macros read elsewhere found on an item of the
+/// block (`#[event]`, `#[aggregate]`, a nested `#[applies]`), and returns the block without
+/// them, so the errors are not followed by "cannot find attribute". `None`: none was found.
+pub(super) fn strip_misplaced(cx: &mut Ctxt, item: &syn::ItemImpl) -> Option<syn::ItemImpl> {
+    let mut cleaned = item.clone();
+    let mut found = false;
+    for impl_item in &mut cleaned.items {
+        let attrs = match impl_item {
+            syn::ImplItem::Fn(f) => &mut f.attrs,
+            syn::ImplItem::Const(c) => &mut c.attrs,
+            syn::ImplItem::Type(t) => &mut t.attrs,
+            syn::ImplItem::Macro(m) => &mut m.attrs,
+            _ => continue,
+        };
+        attrs.retain(|attribute| match misplaced_message(attribute.path()) {
+            Some(message) => {
+                cx.error_spanned_by(attribute, message);
+                found = true;
+                false
+            }
+            None => true,
+        });
+    }
+    found.then_some(cleaned)
+}
+
+fn misplaced_message(path: &syn::Path) -> Option<&'static str> {
+    if path.is_ident(EVENT) {
+        Some(
+            "`#[event(...)]` goes on the event type itself (`#[derive(Event)] #[event(...)] struct X`), not inside an `#[applies]` block; a handler names its event by its argument type",
+        )
+    } else if path.is_ident(AGGREGATE) {
+        Some(
+            "`#[aggregate(...)]` goes on the aggregate type itself, next to `#[derive(Aggregate)]`, not inside an `#[applies]` block",
+        )
+    } else if path.segments.last().is_some_and(|s| s.ident == APPLIES) {
+        Some(
+            "`#[applies]` goes on the impl block only, and it is already there: every method of this block is an event handler; remove this attribute",
+        )
+    } else {
+        None
+    }
+}
+
+/// The handlers of the block, and whether one of them took the generated enum itself (then
+/// the user's block refers to the enum even if no valid handler is left).
+pub(super) fn parse_handlers<'a>(
+    cx: &mut Ctxt,
+    item: &'a syn::ItemImpl,
+    enum_ident: Option<&syn::Ident>,
+) -> (Vec<Handler<'a>>, bool) {
     let mut handlers: Vec<Handler<'a>> = Vec::new();
+    let mut takes_enum = false;
     for impl_item in &item.items {
-        let syn::ImplItem::Fn(method) = impl_item else {
-            cx.error_spanned_by(
-                impl_item,
-                "only event handlers belong in an `#[applies]` block; move this item to another `impl` block",
-            );
-            continue;
+        let method = match impl_item {
+            syn::ImplItem::Fn(method) => method,
+            syn::ImplItem::Macro(call) => {
+                cx.error_spanned_by(
+                    call,
+                    "a macro call in an `#[applies]` block could expand to methods that are not checked or dispatched as event handlers; move it to another `impl` block",
+                );
+                continue;
+            }
+            // Associated consts and types are ordinary items of the block: kept as written.
+            _ => continue,
         };
         let Some(handler) = parse_handler(cx, method) else {
             continue;
         };
         let key = type_key(handler.event);
-        if let Some(first) = handlers.iter().find(|h| type_key(h.event) == key) {
+        if let Some(enum_ident) = enum_ident.filter(|e| names_enum(handler.event, e)) {
+            takes_enum = true;
+            cx.error_spanned_by(
+                handler.event,
+                format!(
+                    "`{enum_ident}` is the enum `#[applies]` generates from this block, one variant per handler, so it cannot have a handler itself; each handler takes one event type, `fn on_x(&mut self, event: &X)`. To run code for every event, call a shared method from each handler"
+                ),
+            );
+        } else if let Some(first) = handlers.iter().find(|h| type_key(h.event) == key) {
             cx.error_spanned_by(
                 handler.event,
                 format!(
@@ -127,7 +191,19 @@ pub(super) fn parse_handlers<'a>(cx: &mut Ctxt, item: &'a syn::ItemImpl) -> Vec<
             "an `#[applies]` block needs at least one handler: `fn on_x(&mut self, event: &X)`",
         );
     }
-    handlers
+    (handlers, takes_enum)
+}
+
+/// Whether `ty` names the enum generated next to the block: `Enum` or `self::Enum`. A path
+/// into another module may be another type of the same name.
+fn names_enum(ty: &syn::TypePath, enum_ident: &syn::Ident) -> bool {
+    let segments: Vec<&syn::Ident> = ty.path.segments.iter().map(|s| &s.ident).collect();
+    ty.path.leading_colon.is_none()
+        && match segments.as_slice() {
+            [name] => *name == enum_ident,
+            [first, name] => *first == "self" && *name == enum_ident,
+            _ => false,
+        }
 }
 
 const SIGNATURE_HINT: &str = "an event handler looks like `fn name(&mut self, event: &SomeEvent)`";

@@ -141,6 +141,7 @@ fn every_bad_handler_is_reported_and_the_good_ones_still_generated() {
             async fn not_async(&self, e: &Closed) -> u8 { 0 }
             fn again(&mut self, e: &Opened) {}
             const LIMIT: u8 = 1;
+            more_handlers!();
         }),
     );
     assert_errors(
@@ -151,7 +152,7 @@ fn every_bad_handler_is_reported_and_the_good_ones_still_generated() {
             "event handlers return nothing",
             "an event handler takes `&mut self`",
             "event `Opened` already has a handler, `opened`",
-            "only event handlers belong in an `#[applies]` block",
+            "a macro call in an `#[applies]` block",
         ],
     );
     assert!(fallback.contains("pubenumAccountEvent{"), "{fallback}");
@@ -377,5 +378,93 @@ fn errors_are_emitted_with_the_users_impl() {
     assert!(
         out.contains("impl::es_core::IntoEvents<AccountEvent>forOpened"),
         "{out}"
+    );
+}
+
+#[test]
+fn consts_and_types_are_kept_as_written() {
+    let out = pass(
+        quote!(),
+        account(quote! {
+            const LIMIT: u64 = 100;
+            type Amount = u64;
+            fn opened(&mut self, e: &Opened) {}
+        }),
+    );
+    assert!(
+        out.starts_with("implAccount{constLIMIT:u64=100;typeAmount=u64;fnopened"),
+        "{out}"
+    );
+    assert_eq!(out.matches("Opened(Opened),").count(), 1, "{out}");
+    // Without a handler, they are still no handler.
+    let (errors, _) = fail(quote!(), account(quote! { const LIMIT: u64 = 100; }));
+    assert_errors(&errors, &["needs at least one handler"]);
+}
+
+#[test]
+fn misplaced_attributes_are_reported_and_removed() {
+    let (errors, fallback) = fail(
+        quote!(),
+        account(quote! {
+            #[event(name = "Opened")]
+            fn opened(&mut self, e: &Opened) {}
+            #[doc = "kept"]
+            #[applies]
+            fn deposited(&mut self, e: &Deposited) {}
+            #[es_core::applies]
+            #[aggregate(name = "A")]
+            const LIMIT: u64 = 1;
+        }),
+    );
+    assert_errors(
+        &errors,
+        &[
+            "`#[event(...)]` goes on the event type itself",
+            "`#[applies]` goes on the impl block only",
+            "`#[applies]` goes on the impl block only",
+            "`#[aggregate(...)]` goes on the aggregate type itself",
+        ],
+    );
+    assert!(
+        fallback.starts_with(
+            "implAccount{fnopened(&mutself,e:&Opened){}#[doc=\"kept\"]fndeposited(&mutself,e:&Deposited){}constLIMIT"
+        ),
+        "{fallback}"
+    );
+    assert!(fallback.contains("Deposited(Deposited),"), "{fallback}");
+}
+
+#[test]
+fn a_handler_for_the_generated_enum_is_one_error() {
+    let (errors, fallback) = fail(
+        quote!(),
+        account(quote! {
+            fn opened(&mut self, e: &Opened) {}
+            fn any(&mut self, e: &AccountEvent) {}
+        }),
+    );
+    assert_errors(
+        &errors,
+        &["`AccountEvent` is the enum `#[applies]` generates"],
+    );
+    assert!(fallback.contains("pubenumAccountEvent{"), "{fallback}");
+    assert!(
+        !fallback.contains("AccountEvent(AccountEvent)"),
+        "{fallback}"
+    );
+
+    // Alone, it still finds the enum it names.
+    let (errors, fallback) = fail(
+        quote!(event_enum = Changes),
+        account(quote! { fn any(&mut self, e: &self::Changes) {} }),
+    );
+    assert_errors(&errors, &["`Changes` is the enum `#[applies]` generates"]);
+    assert!(fallback.contains("enumChanges{}"), "{fallback}");
+    assert!(fallback.contains("NoEvents"), "{fallback}");
+
+    // Another module's type of that name may be a real event.
+    pass(
+        quote!(),
+        account(quote! { fn other(&mut self, e: &legacy::AccountEvent) {} }),
     );
 }

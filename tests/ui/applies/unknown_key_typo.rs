@@ -1,3 +1,4 @@
+// A mistyped key gets the nearest valid one suggested.
 use es_core::{Aggregate, Event, applies};
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ struct Account {
     balance: u64,
 }
 
-#[applies]
+#[applies(evnet_enum = Changes)]
 impl Account {
     fn opened(&mut self, e: &Opened) {
         self.owner.clone_from(&e.owner);
@@ -25,7 +26,6 @@ impl Account {
     fn deposited(&mut self, e: &Deposited) {
         self.balance += e.amount;
     }
-    const LIMIT: u64 = 100;
 }
 
 fn main() {}

@@ -1,0 +1,32 @@
+// A handler's event is its argument type; `#[event(...)]` belongs on that type.
+use es_core::{Aggregate, Event, applies};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+struct Opened {
+    owner: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Default, Aggregate)]
+struct Account {
+    owner: String,
+    balance: u64,
+}
+
+#[applies]
+impl Account {
+    #[event(name = "Opened")]
+    fn opened(&mut self, e: &Opened) {
+        self.owner.clone_from(&e.owner);
+    }
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+}
+
+fn main() {}
