@@ -17,6 +17,13 @@ pub trait Aggregate: Default {
     /// even when their stream ids are equal.
     const AGGREGATE_TYPE: &'static str;
 
+    /// Whether [`AGGREGATE_TYPE`](Aggregate::AGGREGATE_TYPE) was named explicitly
+    /// (`#[aggregate(name = "...")]`) rather than taken from the struct's name. Two Rust
+    /// types stored under one aggregate type share streams; the repository refuses that
+    /// unless both named it explicitly (see [`Error::AggregateTypeClash`](crate::Error)).
+    #[doc(hidden)]
+    const AGGREGATE_TYPE_IS_EXPLICIT: bool = false;
+
     /// The aggregate's event enum.
     type Event: EventEnum;
 

@@ -120,6 +120,20 @@ pub enum Error<E = Infallible> {
         /// The event type of the out-of-place event.
         event_type: String,
     },
+    /// Two Rust types are stored under the same aggregate type, so they would read and
+    /// write each other's streams (e.g. `retail::Account` and `corporate::Account`, both
+    /// named after the struct). Nothing was read or written.
+    #[error(
+        "`{this}` and `{other}` are both stored as aggregate type `{aggregate_type}`, so they would share streams; give one of them a distinct `#[aggregate(name = \"...\")]` (name both explicitly if they are meant to share streams)"
+    )]
+    AggregateTypeClash {
+        /// The stored aggregate type both use.
+        aggregate_type: &'static str,
+        /// The Rust type of this repository.
+        this: &'static str,
+        /// The Rust type that used the name first in this process.
+        other: &'static str,
+    },
     /// The event store failed.
     #[error("event store failed on {stream}: {source}")]
     Store {
@@ -202,6 +216,15 @@ impl Error<Infallible> {
                 event_type,
             },
             Self::Store { stream, source } => Error::Store { stream, source },
+            Self::AggregateTypeClash {
+                aggregate_type,
+                this,
+                other,
+            } => Error::AggregateTypeClash {
+                aggregate_type,
+                this,
+                other,
+            },
         }
     }
 }

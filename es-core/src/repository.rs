@@ -239,7 +239,59 @@ impl Retrying {
 pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
+    /// Set when another Rust type already uses this aggregate type (see
+    /// [`Error::AggregateTypeClash`]): every call then fails with that error.
+    clash: Option<Clash>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// Another Rust type stored under the same aggregate type.
+#[derive(Debug, Clone, Copy)]
+struct Clash {
+    aggregate_type: &'static str,
+    this: &'static str,
+    other: &'static str,
+}
+
+impl Clash {
+    fn error<E>(self) -> Error<E> {
+        Error::AggregateTypeClash {
+            aggregate_type: self.aggregate_type,
+            this: self.this,
+            other: self.other,
+        }
+    }
+}
+
+/// Every aggregate type a repository was made for in this process: (stored aggregate
+/// type, Rust type name, named explicitly).
+static AGGREGATE_TYPES: std::sync::Mutex<Vec<(&'static str, &'static str, bool)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Records that Rust type `A` is stored as `A::AGGREGATE_TYPE`, and reports another Rust
+/// type stored under the same name, unless both named it explicitly.
+fn register<A: Aggregate>() -> Option<Clash> {
+    let this = std::any::type_name::<A>();
+    let mut known = AGGREGATE_TYPES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for &(aggregate_type, other, explicit) in known.iter() {
+        if aggregate_type != A::AGGREGATE_TYPE {
+            continue;
+        }
+        if other == this {
+            return None;
+        }
+        if !(explicit && A::AGGREGATE_TYPE_IS_EXPLICIT) {
+            return Some(Clash {
+                aggregate_type,
+                this,
+                other,
+            });
+        }
+    }
+    known.push((A::AGGREGATE_TYPE, this, A::AGGREGATE_TYPE_IS_EXPLICIT));
+    None
 }
 
 impl<A, S: Clone> Clone for Repository<A, S> {
@@ -247,6 +299,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
         Self {
             store: self.store.clone(),
             retry: self.retry,
+            clash: self.clash,
             _aggregate: PhantomData,
         }
     }
@@ -324,10 +377,16 @@ impl<'a> ExecuteOptions<'a> {
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// A repository over `store`, retrying conflicts as [`RetryPolicy::default`] says.
+    ///
+    /// If another Rust type in this process is stored under the same aggregate type (two
+    /// structs named `Account` in different modules, say), every call of this repository
+    /// fails with [`Error::AggregateTypeClash`] rather than mix their streams; naming both
+    /// with `#[aggregate(name = "...")]` says the sharing is meant.
     pub fn new(store: S) -> Self {
         Self {
             store,
             retry: RetryPolicy::default(),
+            clash: register::<A>(),
             _aggregate: PhantomData,
         }
     }
@@ -380,12 +439,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// The events are decoded straight from the store's stored text as they are read:
     /// nothing is copied, and no store holds the whole stream in memory.
     pub fn load(&self, id: &str) -> Result<Option<Versioned<A>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
         let loaded = self.load_up_to(StreamRef::new(A::AGGREGATE_TYPE, id), u64::MAX)?;
         Ok((loaded.version > 0).then_some(loaded))
     }
 
     /// The aggregate's events, decoded into their current shape, with their envelopes.
     pub fn history(&self, id: &str) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
         self.decoded(StreamRef::new(A::AGGREGATE_TYPE, id), 1..=u64::MAX)
     }
 
@@ -484,6 +549,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         R: IntoEvents<A::Event>,
         F: FnMut(&A) -> Result<R, E>,
     {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
         let default_metadata = Metadata::new();
         let metadata = options.metadata.unwrap_or(&default_metadata);
