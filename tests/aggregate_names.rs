@@ -83,3 +83,51 @@ fn two_structs_named_alike_cannot_share_streams_by_accident() {
     // The first type keeps working.
     assert!(retail.load("acc-1").unwrap().is_some());
 }
+
+mod ledger_v1 {
+    use super::*;
+
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(name = "Ledger")]
+    pub struct Ledger {
+        pub owner: String,
+    }
+
+    #[applies]
+    impl Ledger {
+        fn opened(&mut self, e: &Opened) {
+            self.owner.clone_from(&e.owner);
+        }
+    }
+}
+
+mod ledger_view {
+    use super::*;
+
+    /// A second view of the same streams, on purpose: both name the aggregate type.
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(name = "Ledger")]
+    pub struct Ledger {
+        pub opened: bool,
+    }
+
+    #[applies]
+    impl Ledger {
+        fn opened(&mut self, _: &Opened) {
+            self.opened = true;
+        }
+    }
+}
+
+#[test]
+fn types_that_both_name_the_aggregate_type_may_share_its_streams() {
+    let store = InMemoryStore::new();
+    let writer = Repository::<ledger_v1::Ledger, _>::new(&store);
+    writer
+        .execute_infallible("l-1", |_| Opened {
+            owner: "Ann".into(),
+        })
+        .unwrap();
+    let view = Repository::<ledger_view::Ledger, _>::new(&store);
+    assert!(view.load("l-1").unwrap().unwrap().state.opened);
+}

@@ -8,9 +8,9 @@ use crate::event::EventEnum;
 /// [the derive's docs](macro@crate::Aggregate). The initial state of every stream is
 /// [`Default::default`].
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an aggregate",
+    message = "`{Self}` is not an aggregate: it needs `#[derive(Aggregate)]`",
     label = "not an `Aggregate`",
-    note = "add `#[derive(Aggregate)]` to `{Self}` and an `#[applies] impl {Self} {{ ... }}` block with its event handlers"
+    note = "an aggregate takes both halves: `#[derive(Default, Aggregate)]` on `struct {Self}`, and an `#[applies] impl {Self} {{ ... }}` block with its event handlers; if `{Self}` already has the `#[applies]` block, add the derive"
 )]
 pub trait Aggregate: Default {
     /// The stored aggregate type. Two aggregates with different types never share a stream,

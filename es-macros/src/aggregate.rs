@@ -47,7 +47,13 @@ fn check_shape(cx: &mut Ctxt, input: &syn::DeriveInput) {
             "`#[derive(Aggregate)]` does not support unions: use a struct (or an enum for a state machine)",
         );
     }
-    attr::reject_generics(cx, &input.generics, "aggregates", "an aggregate");
+    attr::reject_generics(
+        cx,
+        &input.generics,
+        "aggregates",
+        "an aggregate",
+        attr::GENERIC_AGGREGATE_FIX,
+    );
 }
 
 fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> AggregateAttrs {
@@ -88,6 +94,12 @@ fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
         .name
         .as_ref()
         .map_or_else(|| attr::default_stored_name(ident), syn::LitStr::value);
+    // Tells the repository whether sharing this name with another type can be meant.
+    let explicit = if attrs.name.is_some() {
+        quote!(const AGGREGATE_TYPE_IS_EXPLICIT: #krate::__private::core::primitive::bool = true;)
+    } else {
+        TokenStream::new()
+    };
     // The impl is spanned on the struct's name: a missing `#[applies]` block or `Default`
     // is reported there, once, instead of on the derive and again on the name.
     let handlers = quote!(<#ident as #krate::EventHandlers>);
@@ -95,6 +107,7 @@ fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
         quote! {
             impl #krate::Aggregate for #ident {
                 const AGGREGATE_TYPE: &'static #krate::__private::core::primitive::str = #name;
+                #explicit
                 type Event = #handlers::Event;
                 #[inline]
                 fn apply(&mut self, __es_event: &Self::Event) {

@@ -246,11 +246,24 @@ pub fn validate_stored_name(name: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// What to write instead of a generic aggregate, in the "not supported" error.
+pub const GENERIC_AGGREGATE_FIX: &str = "declare one concrete aggregate per instantiation instead, such as a newtype `struct UsdAccount(Account<Usd>);` with its own `#[derive(Aggregate)]`, `#[aggregate(name = \"...\")]` and `#[applies]` block";
+
+/// What to write instead of a generic event, in the "not supported" error.
+pub const GENERIC_EVENT_FIX: &str = "declare one concrete event per instantiation instead, with its own stored name; its fields may still be generic types, such as `struct UsdDeposited { amount: Money<Usd> }`";
+
 /// Rejects generic parameters: a stored type is one concrete type. `plural` and `one` name
-/// the kind of type, e.g. "events" and "an event". Returns whether there were generics.
-pub fn reject_generics(cx: &mut Ctxt, generics: &syn::Generics, plural: &str, one: &str) -> bool {
+/// the kind of type, e.g. "events" and "an event"; `fix` says what to write instead.
+/// Returns whether there were generics.
+pub fn reject_generics(
+    cx: &mut Ctxt,
+    generics: &syn::Generics,
+    plural: &str,
+    one: &str,
+    fix: &str,
+) -> bool {
     let message = format!(
-        "generic {plural} are not supported: {one} is stored under one name, so it must be one concrete type"
+        "generic {plural} are not supported: {one} is stored under one name, which cannot depend on the type parameters; {fix}"
     );
     if !generics.params.is_empty() {
         cx.error_spanned_by(generics, message);

@@ -91,7 +91,13 @@ fn check_shape(cx: &mut Ctxt, input: &syn::DeriveInput) {
             "`#[derive(Event)]` does not support unions: an event must be a struct or an enum that serde can encode",
         );
     }
-    attr::reject_generics(cx, &input.generics, "events", "an event");
+    attr::reject_generics(
+        cx,
+        &input.generics,
+        "events",
+        "an event",
+        attr::GENERIC_EVENT_FIX,
+    );
 }
 
 fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> EventAttrs {

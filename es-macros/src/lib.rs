@@ -75,17 +75,40 @@ fn with_fallback(
 /// # Ok::<(), es_core::DecodeError>(())
 /// ```
 ///
-/// The hand-written equivalent of `#[derive(Event)] #[event(version = 2, upcast(from = 1, with = f))]`:
+/// The hand-written equivalent of `#[derive(Event)] #[event(version = 2, upcast(from = 1, with = f))]`
+/// (the derive also checks the upcaster chain and the names at compile time):
 ///
-/// ```ignore
-/// impl es_core::Event for MoneyDeposited {
+/// ```
+/// use es_core::{Event, UpcastError};
+/// use serde::{Deserialize, Serialize};
+/// use serde_json::Value;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct MoneyDeposited { cents: u64 }
+///
+/// impl Event for MoneyDeposited {
 ///     const EVENT_TYPE: &'static str = "MoneyDeposited";
 ///     const VERSION: u32 = 2;
 ///     const ALIASES: &'static [&'static str] = &[];
 ///     fn upcast_step(from: u32, payload: Value) -> Result<Value, UpcastError> {
-///         match from { 1 => f(payload), _ => Err(UpcastError::new("no step")) }
+///         match from {
+///             1 => f(payload),
+///             _ => Err(UpcastError::new(format!("no upcaster is registered from version {from}"))),
+///         }
 ///     }
 /// }
+///
+/// // v1 stored {"amount": 10}.
+/// fn f(mut v: Value) -> Result<Value, UpcastError> {
+///     let obj = v.as_object_mut().ok_or_else(|| UpcastError::new("not an object"))?;
+///     let amount = obj.remove("amount").ok_or_else(|| UpcastError::missing_field("amount"))?;
+///     obj.insert("cents".into(), amount);
+///     Ok(v)
+/// }
+///
+/// let e: MoneyDeposited = es_core::decode_event("MoneyDeposited", 1, r#"{"amount": 10}"#)?;
+/// assert_eq!(e.cents, 10);
+/// # Ok::<(), es_core::DecodeError>(())
 /// ```
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
@@ -107,16 +130,53 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// | `name = "BankAccount"` | `#[aggregate(...)]` | stored aggregate type; default: the struct's name. Streams of different aggregate types never collide |
 /// | `crate = "path"` | `#[aggregate(...)]` | path to `es_core` if you renamed the dependency |
 ///
-/// The hand-written equivalent:
+/// ```
+/// use es_core::{Aggregate, Event, InMemoryStore, Repository, applies};
+/// use serde::{Deserialize, Serialize};
 ///
-/// ```ignore
-/// impl es_core::Aggregate for BankAccount {
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// struct MoneyDeposited { cents: u64 }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// #[aggregate(name = "BankAccount")]
+/// struct Account { balance: u64 }
+///
+/// #[applies]
+/// impl Account {
+///     fn deposited(&mut self, event: &MoneyDeposited) { self.balance += event.cents; }
+/// }
+///
+/// assert_eq!(Account::AGGREGATE_TYPE, "BankAccount");
+/// let repo = Repository::<Account, _>::new(InMemoryStore::new());
+/// repo.execute_infallible("acc-1", |_: &Account| MoneyDeposited { cents: 250 })?;
+/// assert_eq!(repo.load("acc-1")?.map(|a| a.state.balance), Some(250));
+/// # Ok::<(), es_core::Error>(())
+/// ```
+///
+/// The hand-written equivalent of the derive, for the same `#[applies]` block:
+///
+/// ```
+/// # use es_core::{Event, applies};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// # struct MoneyDeposited { cents: u64 }
+/// # #[applies]
+/// # impl Account {
+/// #     fn deposited(&mut self, event: &MoneyDeposited) { self.balance += event.cents; }
+/// # }
+/// #[derive(Debug, Default)]
+/// struct Account { balance: u64 }
+///
+/// impl es_core::Aggregate for Account {
 ///     const AGGREGATE_TYPE: &'static str = "BankAccount";
-///     type Event = <BankAccount as es_core::EventHandlers>::Event; // BankAccountEvent
+///     type Event = <Account as es_core::EventHandlers>::Event; // AccountEvent
 ///     fn apply(&mut self, event: &Self::Event) {
-///         <BankAccount as es_core::EventHandlers>::apply_event(self, event)
+///         <Account as es_core::EventHandlers>::apply_event(self, event)
 ///     }
 /// }
+/// # let mut account = Account::default();
+/// # es_core::Aggregate::apply(&mut account, &AccountEvent::from(MoneyDeposited { cents: 5 }));
+/// # assert_eq!(account.balance, 5);
 /// ```
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
@@ -148,7 +208,8 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// value, not generic/async/const/unsafe/extern); every argument type implements `Event`; no
 /// two handlers for one event, nor two event types with the same name (they would be the same
 /// variant); no two events of the aggregate share a stored name or alias. With the default
-/// derives, the event types must be `Debug` and `Clone` too. No handler may take the
+/// derives, the event types must be `Debug` and `Clone` too. The type must implement
+/// `Aggregate` (`#[derive(Aggregate)]`), else "`X` is not an aggregate" points at the block. No handler may take the
 /// generated enum itself, and no item of the block may carry `#[event]`, `#[aggregate]` or
 /// another `#[applies]`.
 ///
@@ -156,10 +217,59 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// written and may be used by the handlers; a macro call in the block is rejected, since the
 /// methods it expands to could not be checked or dispatched.
 ///
-/// The generated dispatch, written by hand:
+/// A handler under `#[cfg(...)]` (or a `#[cfg_attr(..., cfg(...))]`) takes its variant, its
+/// conversions, its match arms and its `EVENT_TYPES` entry with it: when the method is
+/// compiled out, the event is not part of the enum.
 ///
-/// ```ignore
+/// ```
+/// use es_core::{Aggregate, Event, EventEnum, applies};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// struct AccountOpened { owner: String }
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// struct MoneyDeposited { cents: u64 }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// struct BankAccount { owner: String, balance: u64 }
+///
+/// #[applies]
+/// impl BankAccount {
+///     fn opened(&mut self, event: &AccountOpened) { self.owner = event.owner.clone(); }
+///     fn deposited(&mut self, event: &MoneyDeposited) { self.balance += event.cents; }
+/// }
+///
+/// let mut account = BankAccount::default();
+/// account.apply(&BankAccountEvent::from(AccountOpened { owner: "ada".into() }));
+/// account.apply(&BankAccountEvent::from_stored("MoneyDeposited", 1, r#"{"cents": 5}"#)?);
+/// assert_eq!((account.owner.as_str(), account.balance), ("ada", 5));
+/// assert_eq!(BankAccountEvent::EVENT_TYPES, ["AccountOpened", "MoneyDeposited"]);
+/// # Ok::<(), es_core::DecodeError>(())
+/// ```
+///
+/// The generated enum and dispatch, written by hand (the `EventEnum` impl, hidden here,
+/// matches on the variants alike):
+///
+/// ```
+/// # use es_core::{Event, EventEnum, RawValue};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// # struct AccountOpened { owner: String }
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// # struct MoneyDeposited { cents: u64 }
+/// # #[derive(Debug, Default)]
+/// # struct BankAccount { owner: String, balance: u64 }
+/// # impl BankAccount {
+/// #     fn opened(&mut self, event: &AccountOpened) { self.owner = event.owner.clone(); }
+/// #     fn deposited(&mut self, event: &MoneyDeposited) { self.balance += event.cents; }
+/// # }
+/// #[derive(Debug, Clone)]
 /// pub enum BankAccountEvent { AccountOpened(AccountOpened), MoneyDeposited(MoneyDeposited) }
+///
+/// impl From<MoneyDeposited> for BankAccountEvent {
+///     fn from(event: MoneyDeposited) -> Self { Self::MoneyDeposited(event) }
+/// }
+///
 /// impl es_core::EventHandlers for BankAccount {
 ///     type Event = BankAccountEvent;
 ///     fn apply_event(&mut self, event: &BankAccountEvent) {
@@ -169,6 +279,37 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///         }
 ///     }
 /// }
+/// # impl EventEnum for BankAccountEvent {
+/// #     const EVENT_TYPES: &'static [&'static str] =
+/// #         &[AccountOpened::EVENT_TYPE, MoneyDeposited::EVENT_TYPE];
+/// #     fn event_type(&self) -> &'static str {
+/// #         match self {
+/// #             Self::AccountOpened(_) => AccountOpened::EVENT_TYPE,
+/// #             Self::MoneyDeposited(_) => MoneyDeposited::EVENT_TYPE,
+/// #         }
+/// #     }
+/// #     fn event_version(&self) -> u32 {
+/// #         match self {
+/// #             Self::AccountOpened(_) => AccountOpened::VERSION,
+/// #             Self::MoneyDeposited(_) => MoneyDeposited::VERSION,
+/// #         }
+/// #     }
+/// #     fn to_payload(&self) -> Result<Box<RawValue>, serde_json::Error> {
+/// #         match self {
+/// #             Self::AccountOpened(e) => serde_json::value::to_raw_value(e),
+/// #             Self::MoneyDeposited(e) => serde_json::value::to_raw_value(e),
+/// #         }
+/// #     }
+/// #     fn from_stored(event_type: &str, version: u32, payload: &str) -> Result<Self, es_core::DecodeError> {
+/// #         if event_type == MoneyDeposited::EVENT_TYPE {
+/// #             return es_core::decode_event(event_type, version, payload).map(Self::MoneyDeposited);
+/// #         }
+/// #         es_core::decode_event(event_type, version, payload).map(Self::AccountOpened)
+/// #     }
+/// # }
+/// let mut account = BankAccount::default();
+/// es_core::EventHandlers::apply_event(&mut account, &MoneyDeposited { cents: 5 }.into());
+/// assert_eq!(account.balance, 5);
 /// ```
 ///
 /// [`IntoEvents`]: https://docs.rs/es-core/latest/es_core/trait.IntoEvents.html

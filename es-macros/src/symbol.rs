@@ -3,6 +3,8 @@
 pub const EVENT: &str = "event";
 pub const AGGREGATE: &str = "aggregate";
 pub const APPLIES: &str = "applies";
+pub const CFG: &str = "cfg";
+pub const CFG_ATTR: &str = "cfg_attr";
 
 pub const NAME: &str = "name";
 pub const VERSION: &str = "version";

@@ -44,7 +44,8 @@ pub(super) fn generate(
     let variants: Vec<&syn::Ident> = handlers.iter().map(|h| &h.variant).collect();
     let events: Vec<&syn::TypePath> = handlers.iter().map(|h| h.event).collect();
     let methods: Vec<&syn::Ident> = handlers.iter().map(|h| h.method).collect();
-    // `<E as Event>` spanned on the user's type: "`E` is not an event" points there.
+    // A handler's `#[cfg]`s, put on every item, arm and element generated for it.
+    let cfgs: Vec<TokenStream> = handlers.iter().map(|h| cfg_attrs(&h.cfgs)).collect();
     // `<E as Event>` spanned on the user's type: "`E` is not an event" points there. Every
     // use (the name checks too) is spanned alike, so rustc reports it once.
     let as_event: Vec<TokenStream> = events
@@ -84,6 +85,7 @@ pub(super) fn generate(
             [same_name, first_alias, second_alias, shared_alias]
                 .map(|message| message.replace('{', "{{").replace('}', "}}"));
         let (ea, eb) = (&as_event[i], &as_event[j]);
+        let (ca, cb) = (&cfgs[i], &cfgs[j]);
         // The panic's location is where rustc reports the failed evaluation.
         let panic = |message: &str| attr::respan(quote!(#core::panic!(#message)), tb.span());
         let arms = [
@@ -95,6 +97,7 @@ pub(super) fn generate(
         .into_iter()
         .map(|(code, panic)| quote!(#code => #panic,));
         quote! {
+            #ca #cb
             const _: () = match #private::name_clash(
                 #ea::EVENT_TYPE,
                 #ea::ALIASES,
@@ -107,6 +110,14 @@ pub(super) fn generate(
         }
     });
 
+    // `#[applies]` without `#[derive(Aggregate)]` would only fail where the aggregate is
+    // used, as unsatisfied bounds deep in the runtime: require `Aggregate` here, spanned on
+    // the block's self type, so "`X` is not an aggregate" points at the block.
+    let requires_aggregate = quote_spanned! {self_ty.span()=>
+        let _ = __es_requires_aggregate::<#self_ty>;
+    };
+    // The `match`es are on `*self` with `ref` bindings: still exhaustive when `#[cfg]`
+    // removes every variant (`match self {}` on `&Enum` is not).
     quote! {
         #item
 
@@ -117,6 +128,7 @@ pub(super) fn generate(
         #vis enum #enum_ident {
             #(
                 #[doc = #variant_docs]
+                #cfgs
                 #variants(#events),
             )*
         }
@@ -125,7 +137,11 @@ pub(super) fn generate(
 
         #[doc(hidden)]
         const _: () = {
+            fn __es_requires_aggregate<__EsA: #krate::Aggregate>() {}
+            #requires_aggregate
+
             #(
+                #cfgs
                 #[automatically_derived]
                 impl #core::convert::From<#events> for #enum_ident {
                     #[inline]
@@ -134,6 +150,7 @@ pub(super) fn generate(
                     }
                 }
 
+                #cfgs
                 #[automatically_derived]
                 impl #krate::IntoEvents<#enum_ident> for #events {
                     #[inline]
@@ -153,25 +170,25 @@ pub(super) fn generate(
 
             #[automatically_derived]
             impl #krate::EventEnum for #enum_ident {
-                const EVENT_TYPES: &'static [&'static #core::primitive::str] = &[#(#as_event::EVENT_TYPE),*];
+                const EVENT_TYPES: &'static [&'static #core::primitive::str] = &[#(#cfgs #as_event::EVENT_TYPE),*];
 
                 #[inline]
                 fn event_type(&self) -> &'static #core::primitive::str {
-                    match self {
-                        #(Self::#variants(_) => #as_event::EVENT_TYPE,)*
+                    match *self {
+                        #(#cfgs Self::#variants(_) => #as_event::EVENT_TYPE,)*
                     }
                 }
 
                 #[inline]
                 fn event_version(&self) -> #core::primitive::u32 {
-                    match self {
-                        #(Self::#variants(_) => #as_event::VERSION,)*
+                    match *self {
+                        #(#cfgs Self::#variants(_) => #as_event::VERSION,)*
                     }
                 }
 
                 fn to_payload(&self) -> #core::result::Result<#private::Box<#private::RawValue>, #private::JsonError> {
-                    match self {
-                        #(Self::#variants(__es_event) => #private::to_raw_value(__es_event),)*
+                    match *self {
+                        #(#cfgs Self::#variants(ref __es_event) => #private::to_raw_value(__es_event),)*
                     }
                 }
 
@@ -181,6 +198,7 @@ pub(super) fn generate(
                     __es_payload: &#core::primitive::str,
                 ) -> #core::result::Result<Self, #private::DecodeError> {
                     #(
+                        #cfgs
                         if #private::is_named(__es_event_type, #as_event::EVENT_TYPE, #as_event::ALIASES) {
                             return #private::decode_event::<#events>(__es_event_type, __es_version, __es_payload)
                                 .map(Self::#variants);
@@ -199,13 +217,18 @@ pub(super) fn generate(
 
                 #[inline]
                 fn apply_event(&mut self, __es_event: &#enum_ident) {
-                    match __es_event {
-                        #(#enum_ident::#variants(__es_event) => self.#methods(__es_event),)*
+                    match *__es_event {
+                        #(#cfgs #enum_ident::#variants(ref __es_event) => self.#methods(__es_event),)*
                     }
                 }
             }
         };
     }
+}
+
+/// `#[cfg(p)]` for each predicate.
+fn cfg_attrs(predicates: &[TokenStream]) -> TokenStream {
+    quote!(#(#[cfg(#predicates)])*)
 }
 
 /// Every unordered pair of indices below `n`.

@@ -29,6 +29,10 @@ pub(super) struct Handler<'a> {
     pub(super) method: &'a syn::Ident,
     pub(super) event: &'a syn::TypePath,
     pub(super) variant: syn::Ident,
+    /// The predicates of the method's `#[cfg(...)]` attributes (a `cfg` inside
+    /// `#[cfg_attr(...)]` included): every item generated for the handler carries them, so
+    /// it vanishes with the method.
+    pub(super) cfgs: Vec<TokenStream>,
 }
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -96,7 +100,13 @@ fn expand_impl(
     let args = parse_args(&mut cx, args);
     let cleaned = strip_misplaced(&mut cx, item);
     let item = cleaned.as_ref().unwrap_or(item);
-    let generic = attr::reject_generics(&mut cx, &item.generics, "aggregates", "an aggregate");
+    let generic = attr::reject_generics(
+        &mut cx,
+        &item.generics,
+        "aggregates",
+        "an aggregate",
+        attr::GENERIC_AGGREGATE_FIX,
+    );
     let self_ident = self_ident(&mut cx, item, generic);
     if let Some((_, path, _)) = &item.trait_ {
         cx.error_spanned_by(

@@ -291,7 +291,43 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
         method: &sig.ident,
         event,
         variant,
+        cfgs: cfg_predicates(&method.attrs),
     })
+}
+
+/// The predicates under which an item with these attributes exists: one per `#[cfg(p)]`,
+/// and `any(not(q), p)` for a `#[cfg_attr(q, cfg(p))]` (nested `cfg_attr` alike). Other
+/// attributes, and malformed ones (rustc reports those itself), add nothing.
+pub(super) fn cfg_predicates(attrs: &[syn::Attribute]) -> Vec<TokenStream> {
+    attrs
+        .iter()
+        .filter_map(|attribute| match &attribute.meta {
+            syn::Meta::List(list) => cfg_predicate(list),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cfg_predicate(list: &syn::MetaList) -> Option<TokenStream> {
+    use syn::punctuated::Punctuated;
+    if list.path.is_ident(CFG) {
+        return Some(list.tokens.clone());
+    }
+    if !list.path.is_ident(CFG_ATTR) {
+        return None;
+    }
+    let metas = list
+        .parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+        .ok()?;
+    let mut metas = metas.into_iter();
+    let condition = metas.next()?;
+    let inner: Vec<TokenStream> = metas
+        .filter_map(|meta| match meta {
+            syn::Meta::List(list) => cfg_predicate(&list),
+            _ => None,
+        })
+        .collect();
+    (!inner.is_empty()).then(|| quote!(any(not(#condition), all(#(#inner),*))))
 }
 
 /// The event type behind `&Event`.
@@ -323,7 +359,10 @@ fn event_type<'a>(cx: &mut Ctxt, ty: &'a syn::Type) -> Option<&'a syn::TypePath>
             if path.path.segments.iter().any(|s| !s.arguments.is_empty()) {
                 cx.error_spanned_by(
                     path,
-                    "generic event types are not supported: an event is stored under one name, so it must be one concrete type",
+                    format!(
+                        "generic event types are not supported: an event is stored under one name, which cannot depend on the type arguments; handle a concrete event type that holds it instead, such as `#[derive(Event)] struct MyEvent({});`",
+                        type_key(path)
+                    ),
                 );
                 return None;
             }

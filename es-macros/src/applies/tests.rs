@@ -62,15 +62,83 @@ fn generates_enum_conversions_decoder_and_dispatch() {
         "{out}"
     );
     assert!(
-        out.contains("AccountEvent::Opened(__es_event)=>self.opened(__es_event),"),
+        out.contains("AccountEvent::Opened(ref__es_event)=>self.opened(__es_event),"),
         "{out}"
     );
     assert!(
-        out.contains("AccountEvent::Deposited(__es_event)=>self.deposited(__es_event),"),
+        out.contains("AccountEvent::Deposited(ref__es_event)=>self.deposited(__es_event),"),
+        "{out}"
+    );
+    // The block's type must be an aggregate: the error points at the block, not at a use.
+    assert!(
+        out.contains("fn__es_requires_aggregate<__EsA:::es_core::Aggregate>(){}let_=__es_requires_aggregate::<Account>;"),
         "{out}"
     );
     // One name check for the one pair.
     assert_eq!(out.matches("name_clash(").count(), 1, "{out}");
+}
+
+#[test]
+fn cfg_on_a_handler_is_on_everything_generated_for_it() {
+    let out = pass(
+        quote!(),
+        account(quote! {
+            fn opened(&mut self, e: &Opened) {}
+            #[cfg(feature = "audit")]
+            #[inline]
+            fn audited(&mut self, e: &Audited) {}
+            #[cfg_attr(test, cfg(unix), inline)]
+            fn closed(&mut self, e: &Closed) {}
+        }),
+    );
+    let audit = "#[cfg(feature=\"audit\")]";
+    let closed = "#[cfg(any(not(test),all(unix)))]";
+    for (cfg, expected) in [
+        (audit, "Audited(Audited),"),
+        (
+            audit,
+            "#[automatically_derived]impl::es_core::__private::core::convert::From<Audited>forAccountEvent",
+        ),
+        (
+            audit,
+            "#[automatically_derived]impl::es_core::IntoEvents<AccountEvent>forAudited",
+        ),
+        (audit, "<Auditedas::es_core::Event>::EVENT_TYPE,"),
+        (
+            audit,
+            "Self::Audited(_)=><Auditedas::es_core::Event>::EVENT_TYPE,",
+        ),
+        (
+            audit,
+            "Self::Audited(_)=><Auditedas::es_core::Event>::VERSION,",
+        ),
+        (audit, "Self::Audited(ref__es_event)=>"),
+        (
+            audit,
+            "if::es_core::__private::is_named(__es_event_type,<Auditedas",
+        ),
+        (audit, "AccountEvent::Audited(ref__es_event)=>self.audited"),
+        (closed, "Closed(Closed),"),
+        (closed, "AccountEvent::Closed(ref__es_event)=>self.closed"),
+    ] {
+        assert!(
+            out.contains(&format!("{cfg}{expected}")),
+            "{cfg}{expected}\n{out}"
+        );
+    }
+    // The pair checks carry the cfgs of both handlers.
+    assert!(
+        out.contains(&format!("{audit}{closed}const_:()=match")),
+        "{out}"
+    );
+    assert_eq!(out.matches("name_clash(").count(), 3, "{out}");
+    // Only the cfgs are forwarded, not the handler's other attributes.
+    let cfgs = out.matches("#[cfg(").count();
+    assert_eq!(
+        cfgs,
+        out.matches(audit).count() + out.matches(closed).count()
+    );
+    assert_eq!(out.matches("#[inline]fnaudited").count(), 1, "{out}");
 }
 
 #[test]
