@@ -147,16 +147,19 @@
 //! schema and gives the `UPDATE` that repairs it.
 #![warn(missing_docs)]
 
+mod append;
 mod error;
+mod options;
+mod pool;
 mod row;
 mod schema;
+mod statements;
 mod store;
 
+pub use append::{append_in_transaction, append_in_transaction_with};
 pub use error::{AcquireTimeout, Error};
-pub use store::{
-    DEFAULT_APPLICATION_NAME, Options, PostgresStore, append_in_transaction,
-    append_in_transaction_with,
-};
+pub use options::Options;
+pub use store::{DEFAULT_APPLICATION_NAME, PostgresStore};
 
 /// The `postgres` driver this crate is built with, for opening the connection whose
 /// transaction you pass to [`append_in_transaction`] without a version mismatch.
