@@ -69,6 +69,7 @@ impl From<serde_json::Error> for UpcastError {
 ///
 /// These errors know the event; the repository adds the stream and stream version.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The event type is not handled by this aggregate (under its name or an alias).
     #[error(

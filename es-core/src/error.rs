@@ -56,6 +56,7 @@ use crate::store::StoreError;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error<E = Infallible> {
     /// The decision rejected the command; nothing was appended.
     #[error("command rejected by {stream} at version {version}: {source}")]

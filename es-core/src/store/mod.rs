@@ -144,6 +144,7 @@ pub type Visitor<'v> = dyn FnMut(&EventRecord<'_>) -> Visit + 'v;
 
 /// An event store failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The expected version did not hold; nothing was written.
     #[error(
