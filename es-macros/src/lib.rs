@@ -31,14 +31,7 @@ fn with_fallback(
 ///
 /// The type must also implement `Serialize` and `Deserialize` (the payload is JSON).
 ///
-/// | attribute | where | meaning |
-/// |---|---|---|
-/// | `name = "MoneyDeposited"` | `#[event(...)]` | stored event-type name; default: the type's name. Keep it stable once events are stored. ASCII letter first, then letters, digits, `_ - . :` |
-/// | `version = 3` | `#[event(...)]` | current schema version; default 1 |
-/// | `upcast(from = 1, with = path::to::f)` | `#[event(...)]`, repeatable | migrates a payload stored at version 1 to version 2 with `fn f(serde_json::Value) -> Result<serde_json::Value, UpcastError>` |
-/// | `upcast(from = 1, via = OldV1)` | `#[event(...)]`, repeatable | decodes a version-1 payload as `OldV1` (`Deserialize`) and converts it with `From<OldV1>` into the next version's type: the `via` type of step 2 (which must then also be `Serialize`), or the event itself when 2 is current |
-/// | `aliases("FundsAdded", ...)` | `#[event(...)]` | older names this event was stored under; read, never written |
-/// | `crate = "path"` | `#[event(...)]` | path to `es_core` if you renamed the dependency |
+#[doc = include_str!("../doc/event_attributes.md")]
 ///
 /// Checked at compile time: every version below `version` has exactly one step (no gap, no
 /// duplicate, no step from the current version or later); names and aliases are valid and
@@ -125,10 +118,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// `#[applies] impl` block; without one, compilation fails with "`X` has no event handlers".
 /// `#[aggregate(...)]` goes on the type itself, never on a variant or a field.
 ///
-/// | attribute | where | meaning |
-/// |---|---|---|
-/// | `name = "BankAccount"` | `#[aggregate(...)]` | stored aggregate type; default: the struct's name. Streams of different aggregate types never collide |
-/// | `crate = "path"` | `#[aggregate(...)]` | path to `es_core` if you renamed the dependency |
+#[doc = include_str!("../doc/aggregate_attributes.md")]
 ///
 /// ```
 /// use es_core::{Aggregate, Event, InMemoryStore, Repository, applies};
@@ -197,12 +187,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///   a stored name or alias, running upcasters);
 /// * `EventHandlers`, whose `apply_event` is a single `match` calling your methods.
 ///
-/// | attribute | where | meaning |
-/// |---|---|---|
-/// | `event_enum = AccountEvent` | `#[applies(...)]` | name of the generated enum; default `{Aggregate}Event` |
-/// | `vis = "pub(crate)"` | `#[applies(...)]` | visibility of the enum; default `pub`. Not narrower than the aggregate's own: the enum is its `Aggregate::Event` |
-/// | `derive(Debug, Clone, PartialEq)` | `#[applies(...)]` | derives on the enum, replacing the default `Debug, Clone` (`derive()` for none) |
-/// | `crate = "path"` | `#[applies(...)]` | path to `es_core` if you renamed the dependency |
+#[doc = include_str!("../doc/applies_attributes.md")]
 ///
 /// Checked at compile time: handler signatures (`&mut self`, one `&Event` argument, no return
 /// value, not generic/async/const/unsafe/extern); every argument type implements `Event`; no
