@@ -108,7 +108,7 @@ fn expand_impl(
         attr::GENERIC_AGGREGATE_FIX,
     );
     let self_ident = self_ident(&mut cx, item, generic);
-    if let Some((_, path, _)) = &item.trait_ {
+    if let Some((path, _)) = &item.trait_ {
         cx.error_spanned_by(
             path,
             "`#[applies]` goes on an inherent impl block (`impl MyAggregate { ... }`), not a trait impl",

@@ -67,7 +67,10 @@ pub(super) fn self_ident<'a>(
     item: &'a syn::ItemImpl,
     generic: bool,
 ) -> Option<&'a syn::Ident> {
-    if let syn::Type::Path(syn::TypePath { qself: None, path }) = &*item.self_ty {
+    if let syn::Type::Path(syn::TypePath {
+        qself: None, path, ..
+    }) = &*item.self_ty
+    {
         if let Some(last) = path.segments.last() {
             if last.arguments.is_empty() {
                 return Some(&last.ident);
@@ -223,7 +226,7 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
     if let Some(token) = &sig.constness {
         fail(token, "event handlers cannot be `const`");
     }
-    if let Some(token) = &sig.unsafety {
+    if let syn::Safety::Unsafe(token) = &sig.safety {
         fail(token, "event handlers cannot be `unsafe`");
     }
     if let Some(abi) = &sig.abi {
@@ -248,9 +251,7 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
     };
     let mut inputs = sig.inputs.iter().peekable();
     if let Some(syn::FnArg::Receiver(receiver)) = inputs.peek() {
-        let mut_ref = receiver.reference.is_some()
-            && receiver.mutability.is_some()
-            && receiver.colon_token.is_none();
+        let mut_ref = matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, Some(_)));
         if !mut_ref {
             fail(
                 receiver,
