@@ -10,6 +10,8 @@ mod applies;
 mod attr;
 mod ctxt;
 mod event;
+#[cfg(test)]
+mod snapshots;
 mod symbol;
 #[cfg(test)]
 mod test_helpers;
