@@ -32,7 +32,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::envelope::{EventRecord, MetadataRef, NewEvent, StreamKey, StreamRef};
-use crate::store::{AppendOptions, MAX_IDEMPOTENCY_KEY_LEN, StoreError};
+use crate::store::{AppendOptions, AppendOutcome, MAX_IDEMPOTENCY_KEY_LEN, StoreError};
 
 /// The deepest nesting of arrays and objects a stored payload may have: serde_json refuses
 /// to parse anything deeper (its recursion limit), so such an event could never be read.
@@ -203,6 +203,51 @@ fn metadata_too_deep(metadata: &crate::Metadata) -> bool {
         || metadata.extra.iter().any(|(key, value)| {
             key.contains('\0') || has_nul(value) || depth(value) + 2 > MAX_JSON_DEPTH
         })
+}
+
+/// The outcome of a committed append, from the numbers a store keeps for its idempotency
+/// key (the stream's version after it, its first global position, its event count), or
+/// [`StoreError::CorruptStream`] if they cannot describe an append.
+///
+/// ```
+/// use es_core::StreamRef;
+/// use es_core::backend::stored_idempotent_outcome;
+///
+/// let stream = StreamRef::new("Account", "a-1");
+/// let outcome = stored_idempotent_outcome(stream, "req-1", 5, 10, 2)?;
+/// assert_eq!((outcome.stream_versions(), outcome.global_positions), (4..=5, 10..12));
+/// assert!(outcome.duplicate);
+/// assert!(stored_idempotent_outcome(stream, "req-1", 1, 10, 2).is_err());
+/// # Ok::<(), es_core::StoreError>(())
+/// ```
+pub fn stored_idempotent_outcome(
+    stream: StreamRef<'_>,
+    key: &str,
+    stream_version: i64,
+    first_position: i64,
+    event_count: i64,
+) -> Result<AppendOutcome, StoreError> {
+    match (
+        u64::try_from(stream_version),
+        u64::try_from(first_position),
+        u64::try_from(event_count),
+    ) {
+        (Ok(version), Ok(first), Ok(count))
+            if first > 0 && count > 0 && version >= count && first.checked_add(count).is_some() =>
+        {
+            Ok(AppendOutcome {
+                stream_version: version,
+                global_positions: first..first + count,
+                duplicate: true,
+            })
+        }
+        _ => Err(StoreError::CorruptStream {
+            stream: stream.to_key(),
+            reason: format!(
+                "the stored record of idempotency key {key:?} holds version {stream_version}, first position {first_position} and {event_count} events, which cannot be an append"
+            ),
+        }),
+    }
 }
 
 /// The identifying columns of a stored row as the backend read them, borrowed; each may

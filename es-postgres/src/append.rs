@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use bytes::{BufMut, BytesMut};
-use es_core::backend::validate_batch;
+use es_core::backend::{stored_idempotent_outcome, validate_batch};
 use es_core::{
     AppendOptions, AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamRef, Uuid,
 };
@@ -191,25 +191,7 @@ pub(crate) fn find_key<Q: Query>(
         row.try_get(1).map_err(backend)?,
         row.try_get(2).map_err(backend)?,
     );
-    match (
-        u64::try_from(version),
-        u64::try_from(first),
-        u64::try_from(count),
-    ) {
-        (Ok(version), Ok(first), Ok(count)) if first > 0 && count > 0 && version >= count => {
-            Ok(Some(AppendOutcome {
-                stream_version: version,
-                global_positions: first..first + count,
-                duplicate: true,
-            }))
-        }
-        _ => Err(StoreError::CorruptStream {
-            stream: stream.to_key(),
-            reason: format!(
-                "the es_commands row of idempotency key {key:?} holds version {version}, first position {first} and {count} events, which cannot be an append"
-            ),
-        }),
-    }
+    stored_idempotent_outcome(stream, key, version, first, count).map(Some)
 }
 
 /// The append itself; see [`append_in_transaction`].

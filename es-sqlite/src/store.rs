@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use std::ops::RangeInclusive;
 
-use es_core::backend::validate_batch;
+use es_core::backend::{stored_idempotent_outcome, validate_batch};
 use es_core::{
     AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef,
     Uuid, Visitor,
@@ -213,25 +213,7 @@ fn find_key(
     let Some((version, first, count)) = found else {
         return Ok(None);
     };
-    match (
-        u64::try_from(version),
-        u64::try_from(first),
-        u64::try_from(count),
-    ) {
-        (Ok(version), Ok(first), Ok(count)) if first > 0 && count > 0 && version >= count => {
-            Ok(Some(AppendOutcome {
-                stream_version: version,
-                global_positions: first..first + count,
-                duplicate: true,
-            }))
-        }
-        _ => Err(StoreError::CorruptStream {
-            stream: stream.to_key(),
-            reason: format!(
-                "the es_commands row of idempotency key {key:?} holds version {version}, first position {first} and {count} events, which cannot be an append"
-            ),
-        }),
-    }
+    stored_idempotent_outcome(stream, key, version, first, count).map(Some)
 }
 
 /// The current version of `stream` (0: no stream).
