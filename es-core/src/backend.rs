@@ -101,7 +101,7 @@ pub fn validate_batch(
             Some(format!(
                 "its payload nests arrays and objects deeper than {MAX_JSON_DEPTH} levels, which JSON parsers refuse to read back; flatten it"
             ))
-        } else if metadata_too_deep(&event.metadata) {
+        } else if metadata_unstorable(&event.metadata) {
             Some(format!(
                 "its metadata nests deeper than {MAX_JSON_DEPTH} levels or holds a NUL character; flatten it or remove the NUL"
             ))
@@ -178,9 +178,10 @@ fn json_depth_exceeds(text: &str, limit: usize) -> bool {
     false
 }
 
-/// Whether metadata serializes deeper than [`MAX_JSON_DEPTH`]: its own object and the
-/// `extra` object are two levels.
-fn metadata_too_deep(metadata: &crate::Metadata) -> bool {
+/// Whether metadata could not be read back by every store: it serializes deeper than
+/// [`MAX_JSON_DEPTH`] (its own object and the `extra` object are two levels), or holds a
+/// NUL character, which PostgreSQL's jsonb cannot store.
+fn metadata_unstorable(metadata: &crate::Metadata) -> bool {
     fn has_nul(value: &Value) -> bool {
         match value {
             Value::String(text) => text.contains('\0'),

@@ -48,6 +48,9 @@ impl<A: Aggregate> Versioned<A> {
         stream: StreamRef<'_>,
         record: &EventRecord<'_>,
     ) -> Result<(), Error> {
+        // The same check and decode as `decode_after`, written out: this runs once per
+        // stored event on every load, and matching the decoder's own result here kept the
+        // large `Result<Event, Error>` out of the loop (W1 in memory: 540 -> 481 us).
         if record.stream_version != self.version + 1 {
             return Err(gap_error(stream, self.version + 1, record));
         }
@@ -68,12 +71,22 @@ impl<A: Aggregate> Versioned<A> {
         stream: StreamRef<'_>,
         record: &EventRecord<'_>,
     ) -> Result<A::Event, Error> {
-        let expected = self.version + 1;
-        if record.stream_version != expected {
-            return Err(gap_error(stream, expected, record));
-        }
-        decode_record::<A::Event>(stream, record)
+        decode_after::<A::Event>(stream, self.version, record)
     }
+}
+
+/// Checks that one stored event comes right after version `version` of `stream`, then
+/// decodes it into the event enum.
+#[inline]
+pub fn decode_after<Ev: EventEnum>(
+    stream: StreamRef<'_>,
+    version: u64,
+    record: &EventRecord<'_>,
+) -> Result<Ev, Error> {
+    if record.stream_version != version + 1 {
+        return Err(gap_error(stream, version + 1, record));
+    }
+    decode_record::<Ev>(stream, record)
 }
 
 // The error paths are kept out of line: the replay loop runs once per stored event, and

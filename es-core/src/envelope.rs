@@ -245,8 +245,17 @@ pub struct EventRecord<'a> {
 }
 
 impl EventRecord<'_> {
-    /// An owned copy, with the metadata parsed and the payload checked to be JSON.
-    pub fn to_recorded(&self) -> Result<RecordedEvent, serde_json::Error> {
+    /// An owned copy, with the metadata parsed and the payload checked to be JSON, or
+    /// [`StoreError::Corrupt`](crate::StoreError::Corrupt) naming this event and the column
+    /// that is not.
+    pub fn to_recorded(&self) -> Result<RecordedEvent, crate::StoreError> {
+        let corrupt = |column: &str, error: serde_json::Error| crate::StoreError::Corrupt {
+            stream: self.stream.to_key(),
+            version: self.stream_version,
+            global_position: self.global_position,
+            event_type: self.event_type.to_owned(),
+            reason: format!("{column} is not valid JSON: {error}"),
+        };
         Ok(RecordedEvent {
             event_id: self.event_id,
             aggregate_type: self.stream.aggregate_type.to_owned(),
@@ -256,8 +265,12 @@ impl EventRecord<'_> {
             event_type: self.event_type.to_owned(),
             schema_version: self.schema_version,
             recorded_at: self.recorded_at,
-            payload: RawValue::from_string(self.payload.to_owned())?,
-            metadata: self.metadata.to_metadata()?,
+            payload: RawValue::from_string(self.payload.to_owned())
+                .map_err(|e| corrupt("payload", e))?,
+            metadata: self
+                .metadata
+                .to_metadata()
+                .map_err(|e| corrupt("metadata", e))?,
         })
     }
 }

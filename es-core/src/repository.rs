@@ -687,29 +687,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         versions: RangeInclusive<u64>,
     ) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
         let mut decoded = Vec::new();
-        let mut expected = Versioned::<A>::initial();
-        expected.version = versions.start().saturating_sub(1);
+        let mut version = versions.start().saturating_sub(1);
         let mut failure = None;
         self.store
             .visit_stream(stream, versions, &mut |record| {
-                let result = expected.decode_next(stream, record).and_then(|event| {
-                    let record = record.to_recorded().map_err(|e| {
-                        store_error(
-                            stream,
-                            StoreError::Corrupt {
-                                stream: stream.to_key(),
-                                version: record.stream_version,
-                                global_position: record.global_position,
-                                event_type: record.event_type.to_owned(),
-                                reason: format!("metadata is not valid: {e}"),
-                            },
-                        )
-                    })?;
+                let result = decision::decode_after(stream, version, record).and_then(|event| {
+                    let record = record.to_recorded().map_err(|e| store_error(stream, e))?;
                     Ok(DecodedEvent { record, event })
                 });
                 match result {
                     Ok(event) => {
-                        expected.version = event.record.stream_version;
+                        version = event.record.stream_version;
                         decoded.push(event);
                         ControlFlow::Continue(())
                     }

@@ -349,13 +349,7 @@ fn collect(
             ControlFlow::Continue(())
         }
         Err(error) => {
-            *failure = Some(StoreError::Corrupt {
-                stream: record.stream.to_key(),
-                version: record.stream_version,
-                global_position: record.global_position,
-                event_type: record.event_type.to_owned(),
-                reason: format!("payload or metadata is not valid JSON: {error}"),
-            });
+            *failure = Some(error);
             ControlFlow::Break(())
         }
     }
