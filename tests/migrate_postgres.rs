@@ -12,7 +12,6 @@
 //! covered by `a_newer_schema_is_refused_with_an_error` in `tests/store_postgres.rs`.
 
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,56 +25,6 @@ use es_postgres::postgres::types::Json;
 use es_postgres::postgres::{Client, NoTls};
 use es_store_tests::{Account, assert_conflict};
 use serde_json::{Value, json};
-
-/// The server URL, or `None` (with a message) when the tests should be skipped.
-fn url() -> Option<String> {
-    match std::env::var("ES_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "ES_POSTGRES_URL is not set, but the PostgreSQL tests are required in CI: \
-             start a server (`eval \"$(bash .ci/postgres.sh)\"`) and export its URL"
-        ),
-        _ => {
-            eprintln!(
-                "skipping: ES_POSTGRES_URL is not set (run `eval \"$(bash .ci/postgres.sh)\"` \
-                 to start a local PostgreSQL and set it)"
-            );
-            None
-        }
-    }
-}
-
-/// A schema name no other test (or test run) uses.
-fn fresh_schema() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "es_test_{}_{}_{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Drops its schema when the test ends.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let dropped = Client::connect(&self.url, NoTls).and_then(|mut client| {
-            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-        });
-        if let Err(error) = dropped {
-            eprintln!("could not drop test schema {}: {error}", self.name);
-        }
-    }
-}
-
 /// What es-postgres's version-1 `migrate` ran in a new schema (`{s}` is the quoted schema,
 /// created just before): the version table, `migration(0)` and the version row, verbatim
 /// from the previous release. It is what every version-1 schema holds; never edit it.
@@ -101,6 +50,10 @@ const V1_DDL: &str = "CREATE TABLE IF NOT EXISTS {s}.es_schema_version (version 
                      UNIQUE (aggregate_type, stream_id, stream_version)
              );
              INSERT INTO {s}.es_schema_version (version) VALUES (1);";
+
+#[path = "support/postgres.rs"]
+mod support;
+use support::{Schema, fresh_schema, url};
 
 /// One row as the version-1 append wrote it.
 struct V1Event {

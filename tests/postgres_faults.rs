@@ -11,10 +11,10 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use es_core::{EventStore, ExecuteOptions, ExpectedVersion, Repository, StoreError, StreamRef};
 use es_postgres::postgres::config::Host;
@@ -22,74 +22,9 @@ use es_postgres::postgres::{Client, Config, NoTls};
 use es_postgres::{AcquireTimeout, Options, PostgresStore};
 use es_store_tests::{Account, events};
 
-/// The server URL, or `None` (with a message) when the tests should be skipped.
-fn url() -> Option<String> {
-    match std::env::var("ES_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "ES_POSTGRES_URL is not set, but the PostgreSQL tests are required in CI: \
-             start a server (`eval \"$(bash .ci/postgres.sh)\"`) and export its URL"
-        ),
-        _ => {
-            eprintln!(
-                "skipping: ES_POSTGRES_URL is not set (run `eval \"$(bash .ci/postgres.sh)\"` \
-                 to start a local PostgreSQL and set it)"
-            );
-            None
-        }
-    }
-}
-
-/// A name no other test (or test run) uses.
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Drops its schema when the test ends.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            name: unique("es_fault"),
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let dropped = Client::connect(&self.url, NoTls).and_then(|mut client| {
-            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-        });
-        if let Err(error) = dropped {
-            eprintln!("could not drop test schema {}: {error}", self.name);
-        }
-    }
-}
-
-/// `url` with `key=value` added to the connection parameters, in either URL form.
-fn with_param(url: &str, key: &str, value: &str) -> String {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let separator = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{separator}{key}={value}")
-    } else {
-        format!("{url} {key}='{value}'")
-    }
-}
-
+#[path = "support/postgres.rs"]
+mod support;
+use support::{Schema, unique, url, with_param};
 /// A value quoted for a `key=value` connection string.
 fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -330,7 +265,7 @@ impl Proxied {
     fn new(options: Options) -> Option<Self> {
         let url = url()?;
         let proxy = Proxy::start(server_address(&url));
-        let schema = Schema::new(&url);
+        let schema = Schema::new(&url, "es_fault");
         let app = format!("{}_app", schema.name);
         let store = PostgresStore::connect_with_options(
             &via_port(&url, proxy.port, &app),
@@ -493,7 +428,7 @@ fn a_connection_that_broke_mid_append_frees_the_only_pool_slot() {
 #[test]
 fn a_busy_pool_fails_after_the_acquire_timeout() {
     let Some(url) = url() else { return };
-    let schema = Schema::new(&url);
+    let schema = Schema::new(&url, "es_fault");
     let options = Options::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_millis(200));
@@ -614,7 +549,7 @@ fn warm_up(store: &PostgresStore, threads: u64) {
 #[test]
 fn idle_connections_the_server_closed_are_not_handed_out() {
     let Some(url) = url() else { return };
-    let schema = Schema::new(&url);
+    let schema = Schema::new(&url, "es_fault");
     let app = unique("es_fault_app");
     // The default options: idle connections are only checked after 5 seconds.
     let store = PostgresStore::connect_with_options(
@@ -700,7 +635,7 @@ fn a_read_that_broke_after_visiting_rows_is_not_run_again() {
 #[test]
 fn server_errors_show_the_servers_message_and_code() {
     let Some(url) = url() else { return };
-    let schema = Schema::new(&url);
+    let schema = Schema::new(&url, "es_fault");
     let store = PostgresStore::connect_with_schema(&url, &schema.name).unwrap();
     let stream = StreamRef::new("Counter", "gone");
     store

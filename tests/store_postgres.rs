@@ -5,65 +5,19 @@
 //! Every test works in a fresh schema, dropped afterwards, so tests never see each other's
 //! events.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use es_core::{EventStore, ExpectedVersion, StreamRef};
 use es_postgres::postgres::{Client, NoTls};
 use es_postgres::{Options, PostgresStore};
 use es_store_tests::{Fixture, events, read_everything};
-
-/// The server URL, or `None` (with a message) when the tests should be skipped.
-fn url() -> Option<String> {
-    match std::env::var("ES_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "ES_POSTGRES_URL is not set, but the PostgreSQL tests are required in CI: \
-             start a server (`eval \"$(bash .ci/postgres.sh)\"`) and export its URL"
-        ),
-        _ => {
-            eprintln!(
-                "skipping: ES_POSTGRES_URL is not set (run `eval \"$(bash .ci/postgres.sh)\"` \
-                 to start a local PostgreSQL and set it)"
-            );
-            None
-        }
-    }
-}
-
-/// A schema name no other test (or test run) uses.
-fn fresh_schema() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "es_test_{}_{}_{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Drops its schema when the test ends.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let dropped = Client::connect(&self.url, NoTls).and_then(|mut client| {
-            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-        });
-        if let Err(error) = dropped {
-            eprintln!("could not drop test schema {}: {error}", self.name);
-        }
-    }
-}
-
 type Store = Fixture<PostgresStore, Schema>;
+
+#[path = "support/postgres.rs"]
+mod support;
+use support::{Schema, fresh_schema, url, with_param};
 
 fn make() -> Store {
     let url = url().expect("the caller checked that the server is configured");
@@ -352,17 +306,6 @@ fn a_newer_schema_is_refused_with_an_error() {
         "{error:?}"
     );
     assert!(error.to_string().contains("upgrade es-postgres"), "{error}");
-}
-
-/// `url` with `key=value` added to the connection parameters, in either URL form.
-fn with_param(url: &str, key: &str, value: &str) -> String {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let value = value.replace(' ', "%20").replace('=', "%3D");
-        format!("{url}{separator}{key}={value}")
-    } else {
-        format!("{url} {key}='{value}'")
-    }
 }
 
 #[test]
