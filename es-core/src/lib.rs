@@ -110,4 +110,6 @@ pub use store::{
     AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore,
     MAX_IDEMPOTENCY_KEY_LEN, StoreError, Visit, Visitor,
 };
+#[cfg(feature = "async")]
+pub use store::{AsyncEventStore, AsyncVisitor};
 pub use uuid::Uuid;

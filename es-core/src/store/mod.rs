@@ -1,11 +1,15 @@
 //! The [`EventStore`] trait that every backend implements, and the in-memory backend.
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod fast_hash;
 mod memory;
 
 use std::fmt;
 use std::ops::{ControlFlow, Range, RangeInclusive};
 
+#[cfg(feature = "async")]
+pub use asynchronous::{AsyncEventStore, AsyncVisitor};
 pub use memory::InMemoryStore;
 
 use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamKey, StreamRef};

@@ -1,0 +1,208 @@
+//! [`AsyncEventStore`]: the event store trait of async services (feature `async`).
+
+use std::future::Future;
+use std::ops::RangeInclusive;
+
+use super::{
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore, StoreError, Visit,
+    collect,
+};
+use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamRef};
+
+/// The visitor an [`AsyncEventStore`] calls with each stored event, in order: a
+/// [`Visitor`](super::Visitor) that can be held across an `.await` on a multi-threaded
+/// runtime. It borrows the event from the store and must not call back into the store.
+pub type AsyncVisitor<'v> = dyn FnMut(&EventRecord<'_>) -> Visit + Send + 'v;
+
+/// The async twin of [`EventStore`]: the same operations with the same guarantees (the
+/// `es-store-tests` conformance suite runs against both), for stores used from async code
+/// (axum, tonic, any tokio service).
+///
+/// Every future it returns is `Send`, so a handler that awaits one can run on a
+/// multi-threaded runtime and in `tokio::spawn`. A store never blocks a runtime worker:
+/// PostgreSQL talks to the server asynchronously, SQLite does its work on blocking threads,
+/// and the in-memory store only takes short locks.
+///
+/// Stores implement the five required methods; `append`, `read_stream` and `read_all` are
+/// provided, as in [`EventStore`], whose documentation states the contract of each.
+pub trait AsyncEventStore: Send + Sync {
+    /// Appends `events` to `stream` if `expected` holds, atomically, with `options`; see
+    /// [`EventStore::append_with`].
+    fn append_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// The outcome of the append to `stream` that carried `idempotency_key`, if one was
+    /// committed; see [`EventStore::find_idempotency_key`].
+    fn find_idempotency_key(
+        &self,
+        stream: StreamRef<'_>,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<AppendOutcome>, StoreError>> + Send;
+
+    /// Calls `visitor` with each event of `stream` whose stream version is in `versions`,
+    /// in order, until it returns [`Break`](std::ops::ControlFlow::Break); see
+    /// [`EventStore::visit_stream`].
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Calls `visitor` with up to `limit` events of the global log with a position
+    /// `>= from_position`, in order; see [`EventStore::visit_all`].
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The current version of `stream` (0: it does not exist).
+    fn stream_version(
+        &self,
+        stream: StreamRef<'_>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Appends `events` to `stream` if `expected` holds, atomically, without options.
+    fn append(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        self.append_with(stream, expected, events, AppendOptions::default())
+    }
+
+    /// The events of `stream` with a stream version `>= from_version`, in order, owned.
+    fn read_stream(
+        &self,
+        stream: StreamRef<'_>,
+        from_version: u64,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        async move {
+            let mut events = Vec::new();
+            let mut failure = None;
+            self.visit_stream(stream, from_version..=u64::MAX, &mut |record| {
+                collect(record, &mut events, &mut failure)
+            })
+            .await?;
+            failure.map_or(Ok(events), Err)
+        }
+    }
+
+    /// Up to `limit` events of the global log with a position `>= from_position`, in
+    /// order, owned.
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        async move {
+            let mut events = Vec::new();
+            let mut failure = None;
+            self.visit_all(from_position, limit, &mut |record| {
+                collect(record, &mut events, &mut failure)
+            })
+            .await?;
+            failure.map_or(Ok(events), Err)
+        }
+    }
+}
+
+/// The in-memory store is async too: every call finishes at once (it takes a lock for as
+/// long as the operation, never across an `.await`), so it runs inline on the caller's task.
+impl AsyncEventStore for InMemoryStore {
+    async fn append_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> Result<AppendOutcome, StoreError> {
+        EventStore::append_with(self, stream, expected, events, options)
+    }
+
+    async fn find_idempotency_key(
+        &self,
+        stream: StreamRef<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        EventStore::find_idempotency_key(self, stream, idempotency_key)
+    }
+
+    async fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        EventStore::visit_stream(self, stream, versions, visitor)
+    }
+
+    async fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        EventStore::visit_all(self, from_position, limit, visitor)
+    }
+
+    async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        EventStore::stream_version(self, stream)
+    }
+}
+
+/// Implements [`AsyncEventStore`] for a pointer to a store by forwarding every call.
+macro_rules! forward_async_event_store {
+    ($($pointer:ty),+) => {$(
+        impl<S: AsyncEventStore + ?Sized> AsyncEventStore for $pointer {
+            fn append_with(
+                &self,
+                stream: StreamRef<'_>,
+                expected: ExpectedVersion,
+                events: &[NewEvent],
+                options: AppendOptions<'_>,
+            ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+                (**self).append_with(stream, expected, events, options)
+            }
+            fn find_idempotency_key(
+                &self,
+                stream: StreamRef<'_>,
+                idempotency_key: &str,
+            ) -> impl Future<Output = Result<Option<AppendOutcome>, StoreError>> + Send {
+                (**self).find_idempotency_key(stream, idempotency_key)
+            }
+            fn visit_stream(
+                &self,
+                stream: StreamRef<'_>,
+                versions: RangeInclusive<u64>,
+                visitor: &mut AsyncVisitor<'_>,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).visit_stream(stream, versions, visitor)
+            }
+            fn visit_all(
+                &self,
+                from_position: u64,
+                limit: usize,
+                visitor: &mut AsyncVisitor<'_>,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).visit_all(from_position, limit, visitor)
+            }
+            fn stream_version(
+                &self,
+                stream: StreamRef<'_>,
+            ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+                (**self).stream_version(stream)
+            }
+        }
+    )+};
+}
+
+forward_async_event_store!(&S, std::sync::Arc<S>, Box<S>);
