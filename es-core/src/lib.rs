@@ -70,6 +70,7 @@ mod event;
 mod id;
 mod repository;
 mod store;
+mod trace;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -86,6 +87,8 @@ pub use error::Error;
 pub use es_macros::{Aggregate, Event, applies};
 pub use event::{Event, EventEnum, IntoEvents};
 pub use id::new_event_id;
+#[cfg(feature = "async")]
+pub use repository::AsyncRepository;
 pub use repository::{
     DEFAULT_MAX_RETRIES, DecodedEvent, ExecuteOptions, Executed, Repository, RetryPolicy,
 };

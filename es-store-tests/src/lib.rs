@@ -31,6 +31,8 @@
 #![warn(missing_docs)]
 
 mod account;
+#[cfg(feature = "async")]
+mod asynchronous;
 mod bad_data;
 mod concurrency;
 mod expected_version;
@@ -46,6 +48,11 @@ use es_core::{
 };
 
 pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
+#[cfg(feature = "async")]
+pub use asynchronous::{
+    Blocking, async_contended_appends_lose_nothing, async_futures_are_send,
+    async_repository_loses_no_update, async_visitors_can_stop_early,
+};
 pub use bad_data::{corrupt_row_is_reported, event_ids_are_unique, unknown_event_type_is_reported};
 pub use concurrency::{concurrent_batches_do_not_interleave, no_lost_update_under_concurrency};
 pub use expected_version::{

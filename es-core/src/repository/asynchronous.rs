@@ -1,0 +1,316 @@
+//! [`AsyncRepository`]: the [`Repository`](super::Repository) of async services (feature
+//! `async`).
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::ops::RangeInclusive;
+
+use super::command::{self, After, CatchUp, Command, Decode, Step};
+use super::{Clash, DecodedEvent, ExecuteOptions, Executed, RetryPolicy, register};
+use crate::aggregate::Aggregate;
+use crate::decision::Versioned;
+use crate::envelope::{Metadata, StreamRef};
+use crate::error::Error;
+use crate::event::IntoEvents;
+use crate::store::{AppendOutcome, AsyncEventStore};
+
+/// Loads aggregates of type `A` from an [`AsyncEventStore`] and runs commands against
+/// them: the async twin of [`Repository`](super::Repository), over the same aggregates,
+/// events, handlers, decisions, upcasters, retry policy and errors.
+///
+/// Only the store calls are awaited; the decision stays a plain closure over the state
+/// (`FnMut(&A) -> Result<R, E>`), free of I/O, exactly as with the sync repository, and the
+/// logic between the calls (decide, retry, idempotency) is the same code. A conflict pause
+/// sleeps on the tokio timer, never blocking the runtime. Every future is `Send` when the
+/// aggregate, its events, the decision and its error are, so a handler can await it on a
+/// multi-threaded runtime or in `tokio::spawn`.
+///
+/// Cheap to clone when the store is (wrap it in an [`Arc`](std::sync::Arc) to share it
+/// between tasks).
+///
+/// ```
+/// # use es_core::{Aggregate, AsyncRepository, Event, InMemoryStore, applies};
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// struct Deposited { amount: u64 }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// struct Account { balance: u64 }
+///
+/// #[applies]
+/// impl Account {
+///     fn deposited(&mut self, e: &Deposited) { self.balance += e.amount; }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let repo = AsyncRepository::<Account, _>::new(InMemoryStore::new());
+/// let done = repo.execute_infallible("acc-1", |_| Deposited { amount: 5 }).await?;
+/// assert_eq!((done.version, done.state.balance), (1, 5));
+/// let account = repo.load("acc-1").await?.expect("the account exists");
+/// assert_eq!(account.state.balance, 5);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run()).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct AsyncRepository<A, S> {
+    store: S,
+    retry: RetryPolicy,
+    clash: Option<Clash>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, S: Clone> Clone for AsyncRepository<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            retry: self.retry,
+            clash: self.clash,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A, S> AsyncRepository<A, S>
+where
+    // The read visitors hold the state and the decoded events across `.await`s.
+    A: Aggregate + Send,
+    A::Event: Send,
+    S: AsyncEventStore,
+{
+    /// A repository over `store`, retrying conflicts as [`RetryPolicy::default`] says; see
+    /// [`Repository::new`](super::Repository::new) for what happens when two Rust types
+    /// share an aggregate type.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            retry: RetryPolicy::default(),
+            clash: register::<A>(),
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Sets how commands are retried after a concurrency conflict.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Retries a conflicting command exactly `max_retries` times (0: never), whatever time
+    /// they take; see [`Repository::with_max_retries`](super::Repository::with_max_retries).
+    pub fn with_max_retries(mut self, max_retries: u32) -> Self {
+        self.retry = self
+            .retry
+            .max_attempts(max_retries.saturating_add(1))
+            .without_time_limit();
+        self
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Loads the aggregate with id `id`: `None` if its stream has no events.
+    pub async fn load(&self, id: &str) -> Result<Option<Versioned<A>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
+        let load = self.load_up_to(stream, u64::MAX);
+        #[cfg(feature = "tracing")]
+        let load = tracing::Instrument::instrument(load, crate::trace::load_span(stream));
+        let loaded = load.await?;
+        Ok((loaded.version > 0).then_some(loaded))
+    }
+
+    /// The aggregate's events, decoded into their current shape, with their envelopes.
+    pub async fn history(&self, id: &str) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        self.decoded(StreamRef::new(A::AGGREGATE_TYPE, id), 1..=u64::MAX)
+            .await
+    }
+
+    /// Runs a command: load, `decide`, append the events it returns, retry on conflict;
+    /// see [`Repository::execute`](super::Repository::execute).
+    pub async fn execute<R, E, F>(&self, id: &str, decide: F) -> Result<Executed<A>, Error<E>>
+    where
+        R: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<R, E>,
+    {
+        self.execute_with_options(id, ExecuteOptions::new(), decide)
+            .await
+    }
+
+    /// Runs a command whose decision cannot fail; see
+    /// [`Repository::execute_infallible`](super::Repository::execute_infallible).
+    pub async fn execute_infallible<R, F>(
+        &self,
+        id: &str,
+        mut decide: F,
+    ) -> Result<Executed<A>, Error>
+    where
+        R: IntoEvents<A::Event>,
+        F: FnMut(&A) -> R,
+    {
+        self.execute_with_options(id, ExecuteOptions::new(), |state: &A| {
+            Ok::<R, Infallible>(decide(state))
+        })
+        .await
+    }
+
+    /// Like [`execute`](AsyncRepository::execute), recording `metadata` with every new
+    /// event.
+    pub async fn execute_with<R, E, F>(
+        &self,
+        id: &str,
+        metadata: &Metadata,
+        decide: F,
+    ) -> Result<Executed<A>, Error<E>>
+    where
+        R: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<R, E>,
+    {
+        self.execute_with_options(id, ExecuteOptions::new().metadata(metadata), decide)
+            .await
+    }
+
+    /// Like [`execute`](AsyncRepository::execute), with [`ExecuteOptions`]: metadata, and
+    /// an idempotency key that makes the command safe to run again; see
+    /// [`Repository::execute_with_options`](super::Repository::execute_with_options).
+    pub async fn execute_with_options<R, E, F>(
+        &self,
+        id: &str,
+        options: ExecuteOptions<'_>,
+        decide: F,
+    ) -> Result<Executed<A>, Error<E>>
+    where
+        R: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<R, E>,
+    {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
+        let run = self.run(stream, options, decide);
+        #[cfg(feature = "tracing")]
+        let run = tracing::Instrument::instrument(run, crate::trace::command_span(stream));
+        run.await
+    }
+
+    async fn run<R, E, F>(
+        &self,
+        stream: StreamRef<'_>,
+        options: ExecuteOptions<'_>,
+        decide: F,
+    ) -> Result<Executed<A>, Error<E>>
+    where
+        R: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<R, E>,
+    {
+        let current = self
+            .load_up_to(stream, u64::MAX)
+            .await
+            .map_err(Error::widen)?;
+        let default_metadata = Metadata::new();
+        let mut command = Command::new(
+            stream,
+            options,
+            &default_metadata,
+            self.retry,
+            current,
+            decide,
+        );
+        loop {
+            let after = match command.decide() {
+                Step::Done(result) => return result,
+                Step::FindKey => {
+                    let key = command.append_options.idempotency_key.unwrap_or_default();
+                    let found = self.store.find_idempotency_key(stream, key).await;
+                    command.key_found(found)
+                }
+                Step::Append(expected, events) => {
+                    let appended = self
+                        .store
+                        .append_with(stream, expected, &events, command.append_options)
+                        .await;
+                    command.appended(appended)
+                }
+            };
+            match after {
+                After::Done(result) => return result,
+                After::Duplicate(outcome) => {
+                    return self
+                        .duplicate(stream, outcome, command.attempts)
+                        .await
+                        .map_err(Error::widen);
+                }
+                After::Retry(pause) => {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    self.catch_up(stream, &mut command.current, u64::MAX)
+                        .await
+                        .map_err(Error::widen)?;
+                }
+            }
+        }
+    }
+
+    async fn duplicate(
+        &self,
+        stream: StreamRef<'_>,
+        outcome: AppendOutcome,
+        attempts: u32,
+    ) -> Result<Executed<A>, Error> {
+        let versions = outcome.stream_versions();
+        let before = self
+            .load_up_to(stream, versions.start().saturating_sub(1))
+            .await?;
+        let appended = self.decoded(stream, versions).await?;
+        command::duplicate(stream, outcome, before, appended, attempts)
+    }
+
+    async fn decoded(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+    ) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        let mut decode = Decode::new(stream, versions.start().saturating_sub(1));
+        let read = self
+            .store
+            .visit_stream(stream, versions, &mut |record| decode.visit(record))
+            .await;
+        decode.finish(read)
+    }
+
+    async fn load_up_to(&self, stream: StreamRef<'_>, up_to: u64) -> Result<Versioned<A>, Error> {
+        let mut loaded = Versioned::initial();
+        self.catch_up(stream, &mut loaded, up_to).await?;
+        Ok(loaded)
+    }
+
+    async fn catch_up(
+        &self,
+        stream: StreamRef<'_>,
+        state: &mut Versioned<A>,
+        up_to: u64,
+    ) -> Result<(), Error> {
+        let from = state.version;
+        let versions = command::catch_up_range(state, up_to);
+        let mut catch_up = CatchUp::new(stream, state);
+        let read = self
+            .store
+            .visit_stream(stream, versions, &mut |record| catch_up.visit(record))
+            .await;
+        catch_up.finish(read)?;
+        crate::trace::loaded(stream, state.version, state.version - from);
+        Ok(())
+    }
+}

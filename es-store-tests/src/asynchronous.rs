@@ -1,0 +1,425 @@
+//! The suite for [`AsyncEventStore`]s (feature `async`): every case of the sync suite, run
+//! through [`Blocking`], plus cases only async code can state (many tasks on a
+//! multi-threaded runtime, visitors that stop early, futures that are `Send`).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::ops::{ControlFlow, RangeInclusive};
+use std::sync::Arc;
+
+use es_core::{
+    AppendOptions, AppendOutcome, AsyncEventStore, AsyncRepository, AsyncVisitor, EventRecord,
+    EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef, Visit, Visitor,
+};
+
+use super::{Account, Fixture, events};
+
+/// An [`AsyncEventStore`] driven through the sync [`EventStore`] trait, each call run to
+/// completion on a multi-threaded runtime the adapter owns, so that every case of the sync
+/// suite runs unchanged against an async store.
+///
+/// A read collects the visited events on the runtime, then hands them to the sync visitor
+/// (a sync visitor need not be `Send`, which an async store's visitors must be): the events
+/// before an error are visited, then the error is returned, as the contract says. The
+/// async-only cases check that an async store's own visitors can stop early.
+pub struct Blocking<S> {
+    // Declared first, so dropped before the runtime its connections may run on.
+    store: Arc<S>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl<S> std::fmt::Debug for Blocking<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blocking").finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncEventStore> Blocking<S> {
+    /// Makes a store with `make` on a new multi-threaded runtime (4 workers).
+    pub fn new<F: Future<Output = S>>(make: impl FnOnce() -> F) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("build a tokio runtime for the async store");
+        let store = Arc::new(runtime.block_on(make()));
+        Self { store, runtime }
+    }
+
+    /// The async store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The runtime the store runs on.
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+}
+
+/// What an async read handed to [`Blocking`]'s collecting visitor.
+#[derive(Default)]
+struct Collected {
+    events: Vec<RecordedEvent>,
+    failure: Option<StoreError>,
+}
+
+impl Collected {
+    fn push(&mut self, record: &EventRecord<'_>) -> Visit {
+        match record.to_recorded() {
+            Ok(event) => {
+                self.events.push(event);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                self.failure = Some(error);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn replay(
+        self,
+        read: Result<(), StoreError>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        for event in &self.events {
+            if visitor(&event.as_record()).is_break() {
+                return Ok(());
+            }
+        }
+        match self.failure {
+            Some(error) => Err(error),
+            None => read,
+        }
+    }
+}
+
+impl<S: AsyncEventStore> EventStore for Blocking<S> {
+    fn append_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.runtime
+            .block_on(self.store.append_with(stream, expected, events, options))
+    }
+
+    fn find_idempotency_key(
+        &self,
+        stream: StreamRef<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        self.runtime
+            .block_on(self.store.find_idempotency_key(stream, idempotency_key))
+    }
+
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let mut collected = Collected::default();
+        let read = self.runtime.block_on(self.store.visit_stream(
+            stream,
+            versions,
+            &mut |record| collected.push(record),
+        ));
+        collected.replay(read, visitor)
+    }
+
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let mut collected = Collected::default();
+        let read = self.runtime.block_on(self.store.visit_all(
+            from_position,
+            limit,
+            &mut |record| collected.push(record),
+        ));
+        collected.replay(read, visitor)
+    }
+
+    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        self.runtime.block_on(self.store.stream_version(stream))
+    }
+}
+
+impl<S: AsyncEventStore, G: Send + Sync> AsyncEventStore for Fixture<S, G> {
+    fn append_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        self.store().append_with(stream, expected, events, options)
+    }
+
+    fn find_idempotency_key(
+        &self,
+        stream: StreamRef<'_>,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<AppendOutcome>, StoreError>> + Send {
+        self.store().find_idempotency_key(stream, idempotency_key)
+    }
+
+    fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store().visit_stream(stream, versions, visitor)
+    }
+
+    fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store().visit_all(from_position, limit, visitor)
+    }
+
+    fn stream_version(
+        &self,
+        stream: StreamRef<'_>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.store().stream_version(stream)
+    }
+}
+
+/// Tasks in the async concurrency cases.
+const TASKS: u64 = 8;
+/// Appends (or commands) each task makes.
+const PER_TASK: u64 = 40;
+
+/// 8 tasks on a multi-threaded runtime append to one stream, each append expecting the
+/// version it last read and re-reading after a conflict: every append lands exactly once,
+/// with contiguous versions.
+pub fn async_contended_appends_lose_nothing<S: AsyncEventStore + 'static>(blocking: &Blocking<S>) {
+    let stream_id = "contended";
+    blocking.runtime().block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let store = Arc::clone(blocking.store());
+                tokio::spawn(async move {
+                    let stream = StreamRef::new("Counter", stream_id);
+                    let mut conflicts = 0u64;
+                    for i in 0..PER_TASK {
+                        let event = events(task * 1_000 + i, 1);
+                        loop {
+                            let version = store.stream_version(stream).await.expect("version");
+                            let expected = ExpectedVersion::from_version(version);
+                            match store.append(stream, expected, &event).await {
+                                Ok(_) => break,
+                                Err(error) if error.is_conflict() => conflicts += 1,
+                                Err(error) => panic!("append failed: {error}"),
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    conflicts
+                })
+            })
+            .collect();
+        let mut conflicts = 0;
+        for task in tasks {
+            conflicts += task.await.expect("task finished");
+        }
+        eprintln!("async_contended_appends_lose_nothing: {conflicts} conflicts retried");
+    });
+    let stream = StreamRef::new("Counter", stream_id);
+    let history = blocking.read_stream(stream, 1).expect("read the stream");
+    assert_eq!(history.len() as u64, TASKS * PER_TASK, "no append lost");
+    let versions: Vec<u64> = history.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=TASKS * PER_TASK).collect::<Vec<_>>());
+    let payloads: HashSet<u64> = history
+        .iter()
+        .map(|e| {
+            e.payload_value().expect("payload")["n"]
+                .as_u64()
+                .expect("n")
+        })
+        .collect();
+    assert_eq!(payloads.len() as u64, TASKS * PER_TASK, "none doubled");
+}
+
+/// 8 tasks run `deposit(1)` commands on one account through [`AsyncRepository`], spawned
+/// on a multi-threaded runtime; optimistic concurrency with retries loses none.
+pub fn async_repository_loses_no_update<S: AsyncEventStore + 'static>(blocking: &Blocking<S>) {
+    let repo =
+        AsyncRepository::<Account, _>::new(Arc::clone(blocking.store())).with_max_retries(100_000);
+    let balance = blocking.runtime().block_on(async {
+        repo.execute("acc-1", |a| a.open("Alice"))
+            .await
+            .expect("open");
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let repo = repo.clone();
+                tokio::spawn(async move {
+                    for _ in 0..PER_TASK {
+                        repo.execute("acc-1", |a| a.deposit(1))
+                            .await
+                            .expect("deposit");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task finished");
+        }
+        let loaded = repo.load("acc-1").await.expect("load").expect("exists");
+        assert_eq!(
+            loaded.version,
+            TASKS * PER_TASK + 1,
+            "open + one per deposit"
+        );
+        loaded.state.balance
+    });
+    assert_eq!(balance, TASKS * PER_TASK, "no deposit was lost");
+}
+
+/// An async store's visitor that stops early sees no more events, and the store works on.
+pub fn async_visitors_can_stop_early<S: AsyncEventStore>(blocking: &Blocking<S>) {
+    let stream = StreamRef::new("Counter", "early");
+    blocking.runtime().block_on(async {
+        let store = blocking.store();
+        store
+            .append(stream, ExpectedVersion::NoStream, &events(1, 10))
+            .await
+            .expect("append");
+        let mut seen = Vec::new();
+        store
+            .visit_stream(stream, 1..=u64::MAX, &mut |record| {
+                seen.push(record.stream_version);
+                if seen.len() == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .await
+            .expect("visit");
+        assert_eq!(seen, [1, 2, 3]);
+        let mut positions = Vec::new();
+        store
+            .visit_all(0, 100, &mut |record| {
+                positions.push(record.global_position);
+                ControlFlow::Break(())
+            })
+            .await
+            .expect("visit_all");
+        assert_eq!(positions.len(), 1);
+        // The store is not left busy with the abandoned reads.
+        store
+            .append(stream, ExpectedVersion::Exact(10), &events(11, 1))
+            .await
+            .expect("append after the abandoned reads");
+        assert_eq!(store.read_stream(stream, 10).await.expect("read").len(), 2);
+    });
+}
+
+/// Every future of the store is `Send` (checked at compile time), so handlers that await
+/// them run in `tokio::spawn`; the futures also run there.
+pub fn async_futures_are_send<S: AsyncEventStore + 'static>(blocking: &Blocking<S>) {
+    fn assert_send<T: Send>(value: T) -> T {
+        value
+    }
+    let store = Arc::clone(blocking.store());
+    let outcome = blocking.runtime().block_on(async move {
+        tokio::spawn(async move {
+            let stream = StreamRef::new("Counter", "send");
+            let appended = assert_send(store.append(stream, ExpectedVersion::Any, &events(1, 2)))
+                .await
+                .expect("append");
+            let mut count = 0;
+            assert_send(store.visit_stream(stream, 1..=2, &mut |_| {
+                count += 1;
+                ControlFlow::Continue(())
+            }))
+            .await
+            .expect("visit");
+            assert_eq!(count, 2);
+            assert_send(store.read_all(0, 10)).await.expect("read_all");
+            appended
+        })
+        .await
+        .expect("the spawned task finished")
+    });
+    assert_eq!(outcome.stream_version, 2);
+}
+
+/// Expands to one `#[test]` per conformance case for the async store the factory makes:
+/// every case of [`store_tests!`](crate::store_tests) through [`Blocking`], and the
+/// async-only cases.
+///
+/// ```ignore
+/// async fn make() -> MyAsyncStore { ... }
+///
+/// es_store_tests::async_store_tests! {
+///     make: make,                        // required: fn() -> impl Future<Output = S>
+///     enabled: server_available(),       // optional: a bool expression; false skips each case
+///     durable: { corrupt: corrupt_row }, // optional: fn(&S, StreamRef<'_>, version)
+/// }
+/// ```
+#[macro_export]
+macro_rules! async_store_tests {
+    (
+        make: $make:expr,
+        enabled: $enabled:expr
+        $(, durable: { corrupt: $corrupt:expr $(,)? })?
+        $(,)?
+    ) => {
+        mod sync_cases_through_blocking {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store_tests! {
+                make: || $crate::Blocking::new($make),
+                enabled: $enabled
+                $(, durable: {
+                    corrupt: |blocking: &$crate::Blocking<_>, stream, version| {
+                        ($corrupt)(&**blocking.store(), stream, version)
+                    }
+                })?
+            }
+        }
+        $crate::async_store_tests!(@cases ($make) ($enabled);
+            async_contended_appends_lose_nothing,
+            async_repository_loses_no_update,
+            async_visitors_can_stop_early,
+            async_futures_are_send,
+        );
+    };
+    (
+        make: $make:expr
+        $(, durable: { corrupt: $corrupt:expr $(,)? })?
+        $(,)?
+    ) => {
+        $crate::async_store_tests! {
+            make: $make,
+            enabled: true
+            $(, durable: { corrupt: $corrupt })?
+        }
+    };
+    (@cases ($make:expr) ($enabled:expr); $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if $enabled {
+                    $crate::$case(&$crate::Blocking::new($make));
+                }
+            }
+        )*
+    };
+    ($make:expr $(,)?) => {
+        $crate::async_store_tests! { make: $make }
+    };
+}
