@@ -110,11 +110,15 @@
 //! naming the stream, version and event type, and the store stays usable.
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod error;
 mod row;
 mod schema;
 mod store;
 
+#[cfg(feature = "async")]
+pub use asynchronous::AsyncSqliteStore;
 pub use error::Error;
 pub use store::SqliteStore;
 

@@ -1,0 +1,242 @@
+//! [`AsyncSqliteStore`]: the SQLite store for async code (feature `async`).
+
+use std::ops::{ControlFlow, RangeInclusive};
+use std::path::Path;
+
+use es_core::{
+    AppendOptions, AppendOutcome, AsyncEventStore, AsyncVisitor, EventStore, ExpectedVersion,
+    NewEvent, RecordedEvent, StoreError, StreamKey, StreamRef,
+};
+
+use crate::{Error, SqliteStore};
+
+/// How many events one trip to a blocking thread reads: large enough that the trips cost
+/// little next to the reads, small enough that a long stream is never held in memory.
+const CHUNK: usize = 256;
+
+/// A [`SqliteStore`] for async code: the same file, schema and guarantees, with every
+/// SQLite call run on tokio's blocking threads ([`tokio::task::spawn_blocking`]), so no
+/// runtime worker ever waits for the disk.
+///
+/// Reads fetch a stream (or the global log) in chunks of 256 events, each chunk on a
+/// blocking thread, and hand every event to the visitor on the calling task: a long stream
+/// is never held in memory whole, and a visitor that stops early ends the read. Appends
+/// copy the batch to the blocking thread.
+///
+/// Must be used from inside a tokio runtime. It wraps a `SqliteStore` (see
+/// [`from_sync`](AsyncSqliteStore::from_sync) and [`sync`](AsyncSqliteStore::sync)), so
+/// sync and async code can share one open database. Cheap to clone.
+///
+/// ```
+/// use es_core::{AsyncEventStore, ExpectedVersion, Metadata, NewEvent, StreamRef};
+/// use es_sqlite::AsyncSqliteStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = AsyncSqliteStore::open_in_memory().await?;
+/// let stream = StreamRef::new("Counter", "c-1");
+/// let event = NewEvent::new("Incremented", 1, serde_json::json!({}), Metadata::new());
+/// store.append(stream, ExpectedVersion::NoStream, &[event]).await?;
+/// assert_eq!(store.stream_version(stream).await?, 1);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run()).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct AsyncSqliteStore {
+    store: SqliteStore,
+}
+
+impl AsyncSqliteStore {
+    /// Opens (or creates) the store in the file at `path`, on a blocking thread; see
+    /// [`SqliteStore::open`] for the errors.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_owned();
+        match tokio::task::spawn_blocking(move || SqliteStore::open(path)).await {
+            Ok(opened) => opened.map(Self::from_sync),
+            Err(join) => Err(Error::Blocking(join.to_string())),
+        }
+    }
+
+    /// Opens a fresh, empty store that lives in memory; see
+    /// [`SqliteStore::open_in_memory`].
+    pub async fn open_in_memory() -> Result<Self, Error> {
+        match tokio::task::spawn_blocking(SqliteStore::open_in_memory).await {
+            Ok(opened) => opened.map(Self::from_sync),
+            Err(join) => Err(Error::Blocking(join.to_string())),
+        }
+    }
+
+    /// The async face of an open sync store (they share the database and its connections).
+    pub fn from_sync(store: SqliteStore) -> Self {
+        Self { store }
+    }
+
+    /// The sync store underneath, for sync code (or `spawn_blocking`) sharing the database.
+    pub fn sync(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// Runs `f` with the sync store on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result,
+            Err(join) => Err(StoreError::backend(Error::Blocking(join.to_string()))),
+        }
+    }
+}
+
+/// One chunk of a read, done on a blocking thread: the events, the error that ended it
+/// (after those events), and whether the chunk is full (more may follow).
+struct Chunk {
+    events: Vec<RecordedEvent>,
+    error: Option<StoreError>,
+}
+
+impl Chunk {
+    /// Reads with `read`, which visits, into a chunk of at most `max` events.
+    fn read(
+        max: usize,
+        read: impl FnOnce(&mut es_core::Visitor<'_>) -> Result<(), StoreError>,
+    ) -> Self {
+        let mut events = Vec::with_capacity(max.min(CHUNK));
+        let mut error = None;
+        let result = read(&mut |record| match record.to_recorded() {
+            Ok(event) => {
+                events.push(event);
+                if events.len() >= max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+            Err(failure) => {
+                error = Some(failure);
+                ControlFlow::Break(())
+            }
+        });
+        Self {
+            events,
+            error: error.or(result.err()),
+        }
+    }
+
+    /// Hands the chunk to `visitor`; `Break` if the visitor stopped, or the error.
+    fn deliver(&self, visitor: &mut AsyncVisitor<'_>) -> ControlFlow<()> {
+        for event in &self.events {
+            visitor(&event.as_record())?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl AsyncEventStore for AsyncSqliteStore {
+    async fn append_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        options: AppendOptions<'_>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let stream = stream.to_key();
+        let events = events.to_vec();
+        let key = options.idempotency_key.map(str::to_owned);
+        self.blocking(move |store| {
+            let mut options = AppendOptions::new();
+            options.idempotency_key = key.as_deref();
+            store.append_with(stream.as_ref(), expected, &events, options)
+        })
+        .await
+    }
+
+    async fn find_idempotency_key(
+        &self,
+        stream: StreamRef<'_>,
+        idempotency_key: &str,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let stream = stream.to_key();
+        let key = idempotency_key.to_owned();
+        self.blocking(move |store| store.find_idempotency_key(stream.as_ref(), &key))
+            .await
+    }
+
+    async fn visit_stream(
+        &self,
+        stream: StreamRef<'_>,
+        versions: RangeInclusive<u64>,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let (mut next, end) = (*versions.start(), *versions.end());
+        let key: StreamKey = stream.to_key();
+        while next <= end && !versions.is_empty() {
+            let stream = key.clone();
+            let chunk = self
+                .blocking(move |store| {
+                    Ok(Chunk::read(CHUNK, |visitor| {
+                        store.visit_stream(stream.as_ref(), next..=end, visitor)
+                    }))
+                })
+                .await?;
+            if chunk.deliver(visitor).is_break() {
+                return Ok(());
+            }
+            if let Some(error) = chunk.error {
+                return Err(error);
+            }
+            match chunk.events.last() {
+                Some(last) if chunk.events.len() == CHUNK => {
+                    match last.stream_version.checked_add(1) {
+                        Some(after) => next = after,
+                        None => return Ok(()),
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn visit_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let (mut next, mut remaining) = (from_position, limit);
+        while remaining > 0 {
+            let max = remaining.min(CHUNK);
+            let chunk = self
+                .blocking(move |store| {
+                    Ok(Chunk::read(max, |visitor| {
+                        store.visit_all(next, max, visitor)
+                    }))
+                })
+                .await?;
+            if chunk.deliver(visitor).is_break() {
+                return Ok(());
+            }
+            if let Some(error) = chunk.error {
+                return Err(error);
+            }
+            match chunk.events.last() {
+                Some(last) if chunk.events.len() == max => {
+                    remaining -= max;
+                    match last.global_position.checked_add(1) {
+                        Some(after) => next = after,
+                        None => return Ok(()),
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
+        let stream = stream.to_key();
+        self.blocking(move |store| store.stream_version(stream.as_ref()))
+            .await
+    }
+}
