@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use es_core::{
     AppendOptions, AppendOutcome, AsyncEventStore, AsyncRepository, AsyncVisitor, EventRecord,
-    EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef, Visit, Visitor,
+    EventStore, ExecuteOptions, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
+    Visit, Visitor,
 };
 
 use super::{Account, Fixture, events};
@@ -287,6 +288,53 @@ pub fn async_repository_loses_no_update<S: AsyncEventStore + 'static>(blocking: 
     assert_eq!(balance, TASKS * PER_TASK, "no deposit was lost");
 }
 
+/// A command run twice through [`AsyncRepository`] with one idempotency key appends once;
+/// the second run returns the first one's outcome, whether the decision would now be
+/// rejected or would append again.
+pub fn async_repository_commands_with_a_key_run_once<S: AsyncEventStore>(blocking: &Blocking<S>) {
+    let repo = AsyncRepository::<Account, _>::new(Arc::clone(blocking.store()));
+    blocking.runtime().block_on(async {
+        let open = ExecuteOptions::new().idempotency_key("open-1");
+        let first = repo
+            .execute_with_options("acc", open, |a| a.open("Alice"))
+            .await
+            .expect("open");
+        // Opening again would be rejected (already open); with the key it is the same
+        // command.
+        let again = repo
+            .execute_with_options("acc", open, |a| a.open("Alice"))
+            .await
+            .expect("the same command again");
+        assert!(again.duplicate && !first.duplicate);
+        assert_eq!(
+            (again.version, again.global_positions),
+            (1, first.global_positions)
+        );
+        assert_eq!(again.state.owner, "Alice");
+
+        let deposit = ExecuteOptions::new().idempotency_key("deposit-1");
+        let first = repo
+            .execute_with_options("acc", deposit, |a| a.deposit(10))
+            .await
+            .expect("deposit");
+        repo.execute("acc", |a| a.deposit(1))
+            .await
+            .expect("another deposit");
+        let again = repo
+            .execute_with_options("acc", deposit, |a| a.deposit(10))
+            .await
+            .expect("the deposit again");
+        assert!(again.duplicate);
+        assert_eq!(again.version, first.version);
+        assert_eq!(
+            again.state.balance, 10,
+            "the state as of the original append"
+        );
+        let loaded = repo.load("acc").await.expect("load").expect("exists");
+        assert_eq!(loaded.state.balance, 11, "the deposit was credited once");
+    });
+}
+
 /// An async store's visitor that stops early sees no more events, and the store works on.
 pub fn async_visitors_can_stop_early<S: AsyncEventStore>(blocking: &Blocking<S>) {
     let stream = StreamRef::new("Counter", "early");
@@ -394,6 +442,7 @@ macro_rules! async_store_tests {
         $crate::async_store_tests!(@cases ($make) ($enabled);
             async_contended_appends_lose_nothing,
             async_repository_loses_no_update,
+            async_repository_commands_with_a_key_run_once,
             async_visitors_can_stop_early,
             async_futures_are_send,
         );

@@ -51,7 +51,8 @@ pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
 #[cfg(feature = "async")]
 pub use asynchronous::{
     Blocking, async_contended_appends_lose_nothing, async_futures_are_send,
-    async_repository_loses_no_update, async_visitors_can_stop_early,
+    async_repository_commands_with_a_key_run_once, async_repository_loses_no_update,
+    async_visitors_can_stop_early,
 };
 pub use bad_data::{corrupt_row_is_reported, event_ids_are_unique, unknown_event_type_is_reported};
 pub use concurrency::{concurrent_batches_do_not_interleave, no_lost_update_under_concurrency};
