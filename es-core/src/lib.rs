@@ -58,6 +58,35 @@
 //! assert!(repo.load("acc-2")?.is_none());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Sync or async
+//!
+//! The same aggregates, events, handlers, decisions and upcasters work both ways; only the
+//! repository and the store differ.
+//!
+//! | Where | Repository | Stores |
+//! |---|---|---|
+//! | CLI tools, tests, batch jobs, threads | [`Repository`] over an [`EventStore`] | [`InMemoryStore`], `es_sqlite::SqliteStore`, `es_postgres::PostgresStore` |
+//! | tokio services (axum, tonic, ...) | `AsyncRepository` over an `AsyncEventStore` (feature `async`) | [`InMemoryStore`], `es_sqlite::AsyncSqliteStore`, `es_postgres::AsyncPostgresStore` (feature `async` of each crate) |
+//!
+//! Inside a tokio runtime use the async API: the sync PostgreSQL store refuses to run there
+//! (its driver would block, or panic), and the sync SQLite store would hold a runtime
+//! worker for the length of every call. The decide closure never awaits: a decision is a
+//! pure function of the state, so it is the same code in both.
+//!
+//! ```toml
+//! [dependencies]
+//! es-core = { version = "0.1", features = ["async"] }
+//! es-sqlite = { version = "0.1", features = ["async"] }
+//! ```
+//!
+//! ## Features
+//!
+//! * `async`: `AsyncEventStore` and `AsyncRepository`.
+//!   Pulls in tokio's timer only; without it nothing of tokio is compiled.
+//! * `tracing`: spans (`es.execute`, `es.load`) and events on load, append, conflict
+//!   (with the pause before the retry, or a warning when the retry policy gives up) and
+//!   duplicate commands, each with the aggregate type, stream id, versions and attempt.
 #![warn(missing_docs)]
 
 mod aggregate;
