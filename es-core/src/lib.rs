@@ -99,6 +99,7 @@ mod event;
 mod id;
 mod repository;
 mod store;
+pub mod testing;
 mod trace;
 
 #[doc(hidden)]
