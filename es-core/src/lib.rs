@@ -91,6 +91,7 @@
 
 mod aggregate;
 pub mod backend;
+mod clock;
 mod codec;
 pub mod decision;
 mod envelope;
@@ -107,6 +108,7 @@ mod trace;
 pub mod __private;
 
 pub use aggregate::{Aggregate, EventHandlers};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{DecodeError, UpcastError, decode_event};
 /// An aggregate's state and its stream version, as [`Repository::load`] returns it.
 pub use decision::Versioned;

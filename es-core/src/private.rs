@@ -102,8 +102,8 @@ pub const SECOND_ALIAS_IS_FIRST_NAME: u8 = 3;
 pub const SHARED_ALIAS: u8 = 4;
 
 /// How two events' stored names (event type and aliases) clash, in const context: one of
-/// the codes above. `#[applies]` turns every code but [`NO_CLASH`] into a compile error
-/// naming both events.
+/// the codes above. [`check_stored_names`] turns every code but [`NO_CLASH`] into a compile
+/// error naming both events.
 pub const fn name_clash(a_type: &str, a_aliases: &[&str], b_type: &str, b_aliases: &[&str]) -> u8 {
     if str_eq(a_type, b_type) {
         return SAME_NAME;
@@ -133,6 +133,117 @@ const fn contains(names: &[&str], name: &str) -> bool {
         i += 1;
     }
     false
+}
+
+/// One event of an aggregate as [`check_stored_names`] sees it: the Rust type as written in
+/// the handler, its event type and its aliases.
+pub type NamedEvent = (&'static str, &'static str, &'static [&'static str]);
+
+/// Fails the evaluation of the `const` it is called in if the event written `rust` in
+/// `events` (the events of `aggregate`'s `#[applies]` block, in handler order) shares a
+/// stored name or an alias with an event listed before it. `#[applies]` calls it once per
+/// handler but the first, spanned on the handler's event type: `#[track_caller]` makes rustc
+/// report the failed evaluation there, with a message naming both events.
+#[track_caller]
+pub const fn check_stored_names(aggregate: &str, events: &[NamedEvent], rust: &str) {
+    let mut later = 0;
+    while later < events.len() && !str_eq(events[later].0, rust) {
+        later += 1;
+    }
+    let mut earlier = 0;
+    while earlier < later {
+        let (a, b) = (events[earlier], events[later]);
+        let code = name_clash(a.1, a.2, b.1, b.2);
+        if code != NO_CLASH {
+            let message = clash_message(code, aggregate, a, b);
+            panic!("{}", message.as_str());
+        }
+        earlier += 1;
+    }
+}
+
+/// The message for a clash `code` between the events `a` (handled first) and `b`.
+const fn clash_message(code: u8, aggregate: &str, a: NamedEvent, b: NamedEvent) -> Message {
+    let m = Message::new();
+    match code {
+        SAME_NAME => m
+            .push("events `")
+            .push(a.0)
+            .push("` and `")
+            .push(b.0)
+            .push("` of aggregate `")
+            .push(aggregate)
+            .push("` have the same stored name, `")
+            .push(a.1)
+            .push("`, so their stored events could not be told apart; give one of them a distinct `#[event(name = \"...\")]`"),
+        FIRST_ALIAS_IS_SECOND_NAME | SECOND_ALIAS_IS_FIRST_NAME => {
+            let (aliased, named) = if code == FIRST_ALIAS_IS_SECOND_NAME {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            m.push("an alias of event `")
+                .push(aliased.0)
+                .push("`, `")
+                .push(named.1)
+                .push("`, is the stored name of event `")
+                .push(named.0)
+                .push("`, both handled by aggregate `")
+                .push(aggregate)
+                .push("`; remove the alias from `")
+                .push(aliased.0)
+                .push("` or rename `")
+                .push(named.0)
+                .push("` with `#[event(name = \"...\")]`")
+        }
+        _ => m
+            .push("events `")
+            .push(a.0)
+            .push("` and `")
+            .push(b.0)
+            .push("` of aggregate `")
+            .push(aggregate)
+            .push("` share an alias, so their stored events could not be told apart; remove it from one of them"),
+    }
+}
+
+/// A message built in const context, for `panic!("{}", ...)`: pieces that do not fit are
+/// left out whole, so it stays valid UTF-8.
+struct Message {
+    bytes: [u8; Message::CAPACITY],
+    len: usize,
+}
+
+impl Message {
+    const CAPACITY: usize = 1024;
+
+    const fn new() -> Self {
+        Message {
+            bytes: [0; Message::CAPACITY],
+            len: 0,
+        }
+    }
+
+    const fn push(mut self, piece: &str) -> Self {
+        let piece = piece.as_bytes();
+        if piece.len() > Message::CAPACITY - self.len {
+            return self;
+        }
+        let mut i = 0;
+        while i < piece.len() {
+            self.bytes[self.len + i] = piece[i];
+            i += 1;
+        }
+        self.len += piece.len();
+        self
+    }
+
+    const fn as_str(&self) -> &str {
+        match core::str::from_utf8(self.bytes.split_at(self.len).0) {
+            Ok(message) => message,
+            Err(_) => "two events of this aggregate share a stored name or alias",
+        }
+    }
 }
 
 /// Whether `name` is `event_type` or one of `aliases`; used by generated decoders.

@@ -3,14 +3,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
 
 use std::ops::RangeInclusive;
 
 use es_core::backend::{stored_idempotent_outcome, validate_batch};
 use es_core::{
-    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef,
-    Uuid, Visitor,
+    AppendOptions, AppendOutcome, Clock, EventStore, ExpectedVersion, NewEvent, StoreError,
+    StreamRef, SystemClock, Uuid, Visitor,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
@@ -35,6 +34,8 @@ const MAX_IDLE_READERS: usize = 8;
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    /// Stamps each append's events.
+    clock: Arc<dyn Clock>,
 }
 
 struct Inner {
@@ -122,7 +123,16 @@ impl SqliteStore {
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
             }),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// This store, stamping the events it appends with the time `clock` gives (a
+    /// [`ManualClock`](es_core::ManualClock) in tests of temporal queries) instead of the
+    /// system's. Clones made before keep their clock.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Runs `read` on a read connection: a pooled one for a file, the only one in memory.
@@ -315,7 +325,7 @@ impl EventStore for SqliteStore {
                 duplicate: false,
             });
         }
-        let recorded_at = row::to_micros(SystemTime::now());
+        let recorded_at = row::to_micros(self.clock.now());
         let mut first_position = None;
         let mut last_position = 0;
         {

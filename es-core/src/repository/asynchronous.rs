@@ -3,7 +3,8 @@
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
-use std::ops::RangeInclusive;
+use std::ops::{RangeBounds, RangeInclusive};
+use std::time::SystemTime;
 
 use super::command::{self, After, CatchUp, Command, Decode, Step};
 use super::{Clash, DecodedEvent, ExecuteOptions, Executed, RetryPolicy, register};
@@ -135,6 +136,62 @@ where
         }
         self.decoded(StreamRef::new(A::AGGREGATE_TYPE, id), 1..=u64::MAX)
             .await
+    }
+
+    /// The aggregate as it was at stream version `version`: the state after its events
+    /// up to that version (all of them if the stream is shorter; the returned
+    /// [`Versioned::version`] says where it ended). `None` if the stream has no events.
+    /// Reads only the events up to `version`.
+    pub async fn load_at(&self, id: &str, version: u64) -> Result<Option<Versioned<A>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let loaded = self
+            .load_up_to(StreamRef::new(A::AGGREGATE_TYPE, id), version)
+            .await?;
+        Ok((loaded.version > 0).then_some(loaded))
+    }
+
+    /// The aggregate as it was at time `at`: the state after the events the store
+    /// recorded at or before `at`, read in version order up to the first one recorded
+    /// after it. `None` if no event was recorded by then. (Stores stamp events with their
+    /// [`Clock`](crate::Clock); give one a [`ManualClock`](crate::ManualClock) to test
+    /// this without sleeping.)
+    pub async fn load_as_of(
+        &self,
+        id: &str,
+        at: SystemTime,
+    ) -> Result<Option<Versioned<A>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let mut loaded = Versioned::initial();
+        self.catch_up_until(
+            StreamRef::new(A::AGGREGATE_TYPE, id),
+            &mut loaded,
+            u64::MAX,
+            Some(at),
+        )
+        .await?;
+        Ok((loaded.version > 0).then_some(loaded))
+    }
+
+    /// The aggregate's events with stream versions in `versions` (`3..=7`, `10..`,
+    /// `..=4`), decoded into their current shape, with their envelopes. Reads only those
+    /// events.
+    pub async fn history_range(
+        &self,
+        id: &str,
+        versions: impl RangeBounds<u64>,
+    ) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        self.decoded(
+            StreamRef::new(A::AGGREGATE_TYPE, id),
+            command::version_range(versions),
+        )
+        .await
     }
 
     /// Runs a command: load, `decide`, append the events it returns, retry on conflict;
@@ -302,9 +359,24 @@ where
         state: &mut Versioned<A>,
         up_to: u64,
     ) -> Result<(), Error> {
+        self.catch_up_until(stream, state, up_to, None).await
+    }
+
+    /// Applies the events of `stream` after `state.version`, up to version `up_to`,
+    /// stopping at the first event recorded after `until` if given.
+    async fn catch_up_until(
+        &self,
+        stream: StreamRef<'_>,
+        state: &mut Versioned<A>,
+        up_to: u64,
+        until: Option<SystemTime>,
+    ) -> Result<(), Error> {
         let from = state.version;
         let versions = command::catch_up_range(state, up_to);
         let mut catch_up = CatchUp::new(stream, state);
+        if let Some(until) = until {
+            catch_up = catch_up.until(until);
+        }
         let read = self
             .store
             .visit_stream(stream, versions, &mut |record| catch_up.visit(record))

@@ -3,8 +3,8 @@
 //! a state. Each repository only does the I/O each step asks for, in its own way (blocking
 //! or `.await`), so the logic is written once.
 
-use std::ops::{ControlFlow, RangeInclusive};
-use std::time::Duration;
+use std::ops::{Bound, ControlFlow, RangeBounds, RangeInclusive};
+use std::time::{Duration, SystemTime};
 
 use super::retry::{RetryPolicy, Retrying};
 use super::{DecodedEvent, ExecuteOptions, Executed};
@@ -232,6 +232,22 @@ pub(super) fn duplicate<A: Aggregate>(
     })
 }
 
+/// `versions` (any range of stream versions) as the inclusive range a store reads, with
+/// its start at least 1.
+pub(super) fn version_range(versions: impl RangeBounds<u64>) -> RangeInclusive<u64> {
+    let start = match versions.start_bound() {
+        Bound::Included(&v) => v.max(1),
+        Bound::Excluded(&v) => v.saturating_add(1).max(1),
+        Bound::Unbounded => 1,
+    };
+    let end = match versions.end_bound() {
+        Bound::Included(&v) => v,
+        Bound::Excluded(&v) => v.saturating_sub(1),
+        Bound::Unbounded => u64::MAX,
+    };
+    start..=end
+}
+
 /// The versions to read to catch `state` up to version `up_to`.
 pub(super) fn catch_up_range<A>(state: &Versioned<A>, up_to: u64) -> RangeInclusive<u64> {
     state.version + 1..=up_to
@@ -241,6 +257,8 @@ pub(super) fn catch_up_range<A>(state: &Versioned<A>, up_to: u64) -> RangeInclus
 pub(super) struct CatchUp<'s, 'a, A> {
     stream: StreamRef<'a>,
     state: &'s mut Versioned<A>,
+    /// Stop at the first event recorded after this time.
+    until: Option<SystemTime>,
     failure: Option<Error>,
 }
 
@@ -249,11 +267,21 @@ impl<'s, 'a, A: Aggregate> CatchUp<'s, 'a, A> {
         Self {
             stream,
             state,
+            until: None,
             failure: None,
         }
     }
 
+    /// Stops at the first event recorded after `until`.
+    pub(super) fn until(mut self, until: SystemTime) -> Self {
+        self.until = Some(until);
+        self
+    }
+
     pub(super) fn visit(&mut self, record: &EventRecord<'_>) -> Visit {
+        if self.until.is_some_and(|until| record.recorded_at > until) {
+            return ControlFlow::Break(());
+        }
         match self.state.apply_record(self.stream, record) {
             Ok(()) => ControlFlow::Continue(()),
             Err(error) => {

@@ -7,7 +7,8 @@ mod retry;
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
-use std::ops::{Range, RangeInclusive};
+use std::ops::{Range, RangeBounds, RangeInclusive};
+use std::time::SystemTime;
 
 #[cfg(feature = "async")]
 pub use asynchronous::AsyncRepository;
@@ -255,6 +256,54 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.decoded(StreamRef::new(A::AGGREGATE_TYPE, id), 1..=u64::MAX)
     }
 
+    /// The aggregate as it was at stream version `version`: the state after its events
+    /// up to that version (all of them if the stream is shorter; the returned
+    /// [`Versioned::version`] says where it ended). `None` if the stream has no events.
+    /// Reads only the events up to `version`.
+    pub fn load_at(&self, id: &str, version: u64) -> Result<Option<Versioned<A>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let loaded = self.load_up_to(StreamRef::new(A::AGGREGATE_TYPE, id), version)?;
+        Ok((loaded.version > 0).then_some(loaded))
+    }
+
+    /// The aggregate as it was at time `at`: the state after the events the store
+    /// recorded at or before `at`, read in version order up to the first one recorded
+    /// after it. `None` if no event was recorded by then. (Stores stamp events with their
+    /// [`Clock`](crate::Clock); give one a [`ManualClock`](crate::ManualClock) to test
+    /// this without sleeping.)
+    pub fn load_as_of(&self, id: &str, at: SystemTime) -> Result<Option<Versioned<A>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let mut loaded = Versioned::initial();
+        self.catch_up_until(
+            StreamRef::new(A::AGGREGATE_TYPE, id),
+            &mut loaded,
+            u64::MAX,
+            Some(at),
+        )?;
+        Ok((loaded.version > 0).then_some(loaded))
+    }
+
+    /// The aggregate's events with stream versions in `versions` (`3..=7`, `10..`,
+    /// `..=4`), decoded into their current shape, with their envelopes. Reads only those
+    /// events.
+    pub fn history_range(
+        &self,
+        id: &str,
+        versions: impl RangeBounds<u64>,
+    ) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        self.decoded(
+            StreamRef::new(A::AGGREGATE_TYPE, id),
+            command::version_range(versions),
+        )
+    }
+
     /// Runs a command: load, `decide`, append the events it returns, retry on conflict.
     ///
     /// `decide` returns `Ok` with one event, several or none (see
@@ -442,9 +491,24 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         state: &mut Versioned<A>,
         up_to: u64,
     ) -> Result<(), Error> {
+        self.catch_up_until(stream, state, up_to, None)
+    }
+
+    /// Applies the events of `stream` after `state.version`, up to version `up_to`,
+    /// stopping at the first event recorded after `until` if given.
+    fn catch_up_until(
+        &self,
+        stream: StreamRef<'_>,
+        state: &mut Versioned<A>,
+        up_to: u64,
+        until: Option<SystemTime>,
+    ) -> Result<(), Error> {
         let from = state.version;
         let versions = command::catch_up_range(state, up_to);
         let mut catch_up = CatchUp::new(stream, state);
+        if let Some(until) = until {
+            catch_up = catch_up.until(until);
+        }
         let read = self
             .store
             .visit_stream(stream, versions, &mut |record| catch_up.visit(record));

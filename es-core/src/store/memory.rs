@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::fast_hash::FastState;
 use super::{AppendOptions, AppendOutcome, EventStore, ExpectedVersion, StoreError, Visitor};
 use crate::backend::validate_batch;
+use crate::clock::{self, Clock, SharedClock};
 use crate::envelope::{EventRecord, Metadata, MetadataRef, NewEvent, StreamRef};
 
 /// An event store in memory, for tests, prototypes and examples.
@@ -38,9 +39,20 @@ use crate::envelope::{EventRecord, Metadata, MetadataRef, NewEvent, StreamRef};
 /// assert!(store.append(stream, ExpectedVersion::NoStream, &[again]).unwrap_err().is_conflict());
 /// # Ok::<(), es_core::StoreError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InMemoryStore {
     log: Arc<RwLock<Log>>,
+    /// Stamps each append's events.
+    clock: SharedClock,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self {
+            log: Arc::default(),
+            clock: clock::system(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +142,15 @@ impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that stamps events with the time `clock` gives (a
+    /// [`ManualClock`](crate::ManualClock) in tests of temporal queries).
+    pub fn with_clock(clock: impl Clock + 'static) -> Self {
+        Self {
+            log: Arc::default(),
+            clock: Arc::new(clock),
+        }
     }
 
     /// The number of events in the global log.
@@ -239,7 +260,7 @@ impl EventStore for InMemoryStore {
             }
         };
         let stream_index = u32::try_from(index).map_err(|_| too_large(stream))?;
-        let recorded_at = SystemTime::now();
+        let recorded_at = self.clock.now();
         log.event_ids.extend(events.iter().map(|e| e.event_id));
         let target = &mut log.streams[index];
         target.events.reserve(events.len());
