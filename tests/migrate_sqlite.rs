@@ -2,7 +2,8 @@
 //!
 //! Each test builds a version-1 file exactly as es-sqlite's version-1 code did (the DDL
 //! below is that code's, verbatim; the rows are written as its append wrote them), then
-//! opens it with today's [`SqliteStore`], which migrates it to version 2.
+//! opens it with today's [`SqliteStore`], which migrates it through version 2 (idempotency keys) to
+//! version 3 (the by-type index and snapshots).
 //!
 //! A newer schema being refused (`Error::SchemaTooNew { found: 3, supported: 2 }`) is
 //! covered by `a_newer_schema_is_refused_with_an_error` in `tests/store_sqlite.rs`.
@@ -314,7 +315,17 @@ fn a_release1_file_is_migrated_and_reads_back_unchanged() {
     assert!(!table_exists(&path, "es_commands"));
 
     let store = SqliteStore::open(&path).expect("open a version-1 file");
-    assert_eq!(versions_stored(&path), [2], "migrated to version 2");
+    assert_eq!(versions_stored(&path), [3], "migrated to version 3, the current one");
+    assert!(table_exists(&path, "es_snapshots"), "version 3 keeps snapshots");
+    let by_type: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'es_events_by_type'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(by_type, 1, "version 3 indexes events by type");
     assert!(table_exists(&path, "es_commands"));
 
     // Every old event, through the global log and through its stream.
@@ -462,9 +473,9 @@ fn a_release1_file_is_migrated_and_reads_back_unchanged() {
     }
     drop(store);
 
-    // Reopening finds version 2 and migrates nothing again.
+    // Reopening finds version 3 and migrates nothing again.
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(versions_stored(&path), [2]);
+    assert_eq!(versions_stored(&path), [3]);
     assert_eq!(store.stream_version(acc1_stream).unwrap(), 5);
     assert_eq!(
         store.find_idempotency_key(acc2_stream, "k").unwrap(),
@@ -529,7 +540,7 @@ fn a_failing_migration_leaves_the_release1_file_as_it_was() {
         .execute_batch("DROP TABLE es_commands")
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(versions_stored(&path), [2]);
+    assert_eq!(versions_stored(&path), [3]);
     assert_eq!(store.read_all(1, 100).unwrap().len(), V1_EVENTS.len());
 }
 
@@ -561,7 +572,7 @@ fn a_migration_failing_after_its_ddl_rolls_the_ddl_back() {
         .execute_batch("DROP TRIGGER pin_version")
         .unwrap();
     SqliteStore::open(&path).unwrap();
-    assert_eq!(versions_stored(&path), [2]);
+    assert_eq!(versions_stored(&path), [3]);
     assert!(table_exists(&path, "es_commands"));
 }
 
@@ -588,7 +599,7 @@ fn a_negative_stream_version_is_reported_not_skipped() {
         }],
     );
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(versions_stored(&path), [2]);
+    assert_eq!(versions_stored(&path), [3]);
 
     let stream = StreamRef::new("Account", "acc-1");
     let assert_reported = |read: Result<Vec<RecordedEvent>, StoreError>, position: u64| match read {
@@ -687,7 +698,7 @@ fn threads_opening_a_release1_file_at_once_migrate_it_once() {
             .map(|h| h.join().unwrap().expect("concurrent first open"))
             .collect()
     });
-    assert_eq!(versions_stored(&path), [2]);
+    assert_eq!(versions_stored(&path), [3]);
     for store in &stores {
         assert_eq!(
             store

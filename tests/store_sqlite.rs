@@ -91,8 +91,8 @@ fn a_newer_schema_is_refused_with_an_error() {
         matches!(
             error,
             es_sqlite::Error::SchemaTooNew {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),

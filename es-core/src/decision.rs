@@ -9,6 +9,22 @@ use crate::envelope::{EventRecord, Metadata, NewEvent, RecordedEvent, StreamRef}
 use crate::error::Error;
 use crate::event::{EventEnum, IntoEvents};
 
+/// A decision: what [`Repository::execute`](crate::Repository::execute) runs against the
+/// current state, `|state: &A| -> Result<events, error>`. Every closure and function of
+/// that shape implements it, and nothing else can: it is a bound, not a trait to implement.
+///
+/// It is `FnMut(&A) -> Result<R, E>` with a name, so that passing something else, or
+/// passing the closure in the wrong position, says what `execute` expects.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a decision: `execute` takes the stream id and then a closure `|state: &{A}| -> Result<events, error>`",
+    label = "expected the decision closure here",
+    note = "a decision is a closure or function `FnMut(&{A}) -> Result<R, E>`, where `R` is one event, several or none (see `IntoEvents`) and `E` the domain error; `execute(id, decide)` takes exactly these two arguments"
+)]
+pub trait Decide<A, R, E>: for<'a> FnMut(&'a A) -> Result<R, E> {}
+
+#[diagnostic::do_not_recommend]
+impl<A, R, E, F> Decide<A, R, E> for F where F: for<'a> FnMut(&'a A) -> Result<R, E> {}
+
 /// An aggregate's state and the stream version it reflects.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Versioned<A> {

@@ -143,7 +143,7 @@ pub use serde_json;
 pub use serde_json::value::RawValue;
 pub use store::{
     AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore,
-    MAX_IDEMPOTENCY_KEY_LEN, StoreError, Visit, Visitor,
+    MAX_IDEMPOTENCY_KEY_LEN, Snapshot, StoreError, Visit, Visitor,
 };
 #[cfg(feature = "async")]
 pub use store::{AsyncEventStore, AsyncVisitor};

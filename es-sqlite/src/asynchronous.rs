@@ -5,7 +5,7 @@ use std::path::Path;
 
 use es_core::{
     AppendOptions, AppendOutcome, AsyncEventStore, AsyncVisitor, EventStore, ExpectedVersion,
-    NewEvent, RecordedEvent, StoreError, StreamKey, StreamRef,
+    NewEvent, RecordedEvent, Snapshot, StoreError, StreamKey, StreamRef,
 };
 
 use crate::{Error, SqliteStore};
@@ -237,6 +237,76 @@ impl AsyncEventStore for AsyncSqliteStore {
     async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         let stream = stream.to_key();
         self.blocking(move |store| store.stream_version(stream.as_ref()))
+            .await
+    }
+
+    async fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let aggregate_type = aggregate_type.to_owned();
+        let types: Vec<String> = event_types.iter().map(|&t| t.to_owned()).collect();
+        let (mut next, mut remaining) = (from_position, limit);
+        while remaining > 0 {
+            let max = remaining.min(CHUNK);
+            let (aggregate_type, types) = (aggregate_type.clone(), types.clone());
+            let chunk = self
+                .blocking(move |store| {
+                    let types: Vec<&str> = types.iter().map(String::as_str).collect();
+                    Ok(Chunk::read(max, |visitor| {
+                        store.visit_by_type(&aggregate_type, &types, next, max, visitor)
+                    }))
+                })
+                .await?;
+            if chunk.deliver(visitor).is_break() {
+                return Ok(());
+            }
+            if let Some(error) = chunk.error {
+                return Err(error);
+            }
+            match chunk.events.last() {
+                Some(last) if chunk.events.len() == max => {
+                    remaining -= max;
+                    match last.global_position.checked_add(1) {
+                        Some(after) => next = after,
+                        None => return Ok(()),
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let stream = stream.to_key();
+        let snapshot = snapshot.clone();
+        self.blocking(move |store| store.save_snapshot(stream.as_ref(), &snapshot))
+            .await
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let stream = stream.to_key();
+        self.blocking(move |store| store.load_snapshot(stream.as_ref(), snapshot_version, at_most))
+            .await
+    }
+
+    async fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        let stream = stream.to_key();
+        self.blocking(move |store| store.prune_snapshots(stream.as_ref(), keep))
             .await
     }
 }

@@ -25,7 +25,7 @@ pub(crate) fn to_micros(time: SystemTime) -> i64 {
 }
 
 /// The inverse of [`to_micros`]; `None` if the platform's `SystemTime` cannot hold it.
-fn from_micros(micros: i64) -> Option<SystemTime> {
+pub(crate) fn from_micros(micros: i64) -> Option<SystemTime> {
     let magnitude = Duration::from_micros(micros.unsigned_abs());
     if micros >= 0 {
         UNIX_EPOCH.checked_add(magnitude)

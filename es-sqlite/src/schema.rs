@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, MAIN_DB, TransactionBehavior};
 use crate::error::Error;
 
 /// The schema version this code writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another connection (or process) holding the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +41,17 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
          first_position  INTEGER NOT NULL, -- the global position of its first event
          event_count     INTEGER NOT NULL,
          PRIMARY KEY (aggregate_type, stream_id, idempotency_key)
+     ) WITHOUT ROWID;",
+    // 2 -> 3: queries by event type read only matching events, and snapshots.
+    "CREATE INDEX es_events_by_type ON es_events (aggregate_type, event_type, global_position);
+     CREATE TABLE es_snapshots (
+         aggregate_type   TEXT    NOT NULL,
+         stream_id        TEXT    NOT NULL,
+         stream_version   INTEGER NOT NULL, -- the version the state reflects
+         snapshot_version INTEGER NOT NULL,
+         taken_at         INTEGER NOT NULL, -- microseconds since the Unix epoch
+         state            TEXT    NOT NULL, -- JSON
+         PRIMARY KEY (aggregate_type, stream_id, stream_version)
      ) WITHOUT ROWID;",
 ];
 

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
 use std::ops::RangeInclusive;
 
-use es_core::backend::{stored_idempotent_outcome, validate_batch};
+use es_core::backend::{check_snapshot, stored_idempotent_outcome, validate_batch};
 use es_core::{
-    AppendOptions, AppendOutcome, Clock, EventStore, ExpectedVersion, NewEvent, StoreError,
-    StreamRef, SystemClock, Uuid, Visitor,
+    AppendOptions, AppendOutcome, Clock, EventStore, ExpectedVersion, NewEvent, RawValue, Snapshot,
+    StoreError, StreamRef, SystemClock, Uuid, Visitor,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
@@ -481,6 +482,138 @@ impl EventStore for SqliteStore {
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         self.with_reader(|conn| current_version(conn, stream))
+    }
+
+    /// Served by the index `es_events_by_type (aggregate_type, event_type,
+    /// global_position)`: only matching events are read.
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        if limit == 0 || event_types.is_empty() {
+            return Ok(());
+        }
+        // The types travel as one JSON array parameter: one statement for any number.
+        let types = serde_json::to_string(event_types).map_err(StoreError::backend)?;
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM es_events WHERE aggregate_type = ?1 \
+                     AND event_type IN (SELECT value FROM json_each(?2)) \
+                     AND global_position >= ?3 ORDER BY global_position LIMIT ?4"
+                ))
+                .map_err(backend)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut rows = stmt
+                .query(params![
+                    aggregate_type,
+                    types,
+                    sql_int(from_position),
+                    limit
+                ])
+                .map_err(backend)?;
+            while let Some(row) = rows.next().map_err(backend)? {
+                if row::visit(row, visitor)?.is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let taken_at = row::to_micros(self.clock.now());
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        check_snapshot(stream, snapshot, current_version(&tx, stream)?)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO es_snapshots (aggregate_type, stream_id, stream_version, \
+             snapshot_version, taken_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                stream.aggregate_type,
+                stream.id,
+                sql_int(snapshot.stream_version),
+                snapshot.snapshot_version,
+                taken_at,
+                snapshot.state.get(),
+            ])
+        })
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT stream_version, taken_at, state FROM es_snapshots \
+                     WHERE aggregate_type = ?1 AND stream_id = ?2 AND snapshot_version = ?3 \
+                     AND stream_version <= ?4 ORDER BY stream_version DESC LIMIT 1",
+                )
+                .map_err(backend)?;
+            let mut rows = stmt
+                .query(params![
+                    stream.aggregate_type,
+                    stream.id,
+                    snapshot_version,
+                    sql_int(at_most)
+                ])
+                .map_err(backend)?;
+            let Some(row) = rows.next().map_err(backend)? else {
+                return Ok(None);
+            };
+            let unreadable = |reason: String| StoreError::CorruptStream {
+                stream: stream.to_key(),
+                reason,
+            };
+            let version: i64 = row.get(0).map_err(backend)?;
+            let taken_at: i64 = row.get(1).map_err(backend)?;
+            let state: String = row.get(2).map_err(backend)?;
+            let stream_version = u64::try_from(version).map_err(|_| {
+                unreadable(format!(
+                    "a snapshot has the negative stream version {version}"
+                ))
+            })?;
+            let state = RawValue::from_string(state).map_err(|error| {
+                unreadable(format!(
+                    "the snapshot at version {stream_version} is not JSON: {error}"
+                ))
+            })?;
+            Ok(Some(Snapshot {
+                stream_version,
+                snapshot_version,
+                state,
+                taken_at: row::from_micros(taken_at).unwrap_or(SystemTime::UNIX_EPOCH),
+            }))
+        })
+    }
+
+    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        let conn = lock(&self.inner.writer);
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let deleted = conn
+            .prepare_cached(
+                "DELETE FROM es_snapshots WHERE aggregate_type = ?1 AND stream_id = ?2 \
+                 AND stream_version NOT IN (SELECT stream_version FROM es_snapshots \
+                 WHERE aggregate_type = ?1 AND stream_id = ?2 \
+                 ORDER BY stream_version DESC LIMIT ?3)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![stream.aggregate_type, stream.id, keep]))
+            .map_err(backend)?;
+        Ok(deleted as u64)
     }
 }
 

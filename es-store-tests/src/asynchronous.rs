@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use es_core::{
     AppendOptions, AppendOutcome, AsyncEventStore, AsyncRepository, AsyncVisitor, EventRecord,
-    EventStore, ExecuteOptions, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamRef,
-    Visit, Visitor,
+    EventStore, ExecuteOptions, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
+    StreamRef, Visit, Visitor,
 };
 
 use super::{Account, Fixture, events};
@@ -150,6 +150,45 @@ impl<S: AsyncEventStore> EventStore for Blocking<S> {
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         self.runtime.block_on(self.store.stream_version(stream))
     }
+
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let mut collected = Collected::default();
+        let read = self.runtime.block_on(self.store.visit_by_type(
+            aggregate_type,
+            event_types,
+            from_position,
+            limit,
+            &mut |record| collected.push(record),
+        ));
+        collected.replay(read, visitor)
+    }
+
+    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.runtime
+            .block_on(self.store.save_snapshot(stream, snapshot))
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.runtime
+            .block_on(self.store.load_snapshot(stream, snapshot_version, at_most))
+    }
+
+    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        self.runtime
+            .block_on(self.store.prune_snapshots(stream, keep))
+    }
 }
 
 impl<S: AsyncEventStore, G: Send + Sync> AsyncEventStore for Fixture<S, G> {
@@ -194,6 +233,44 @@ impl<S: AsyncEventStore, G: Send + Sync> AsyncEventStore for Fixture<S, G> {
         stream: StreamRef<'_>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         self.store().stream_version(stream)
+    }
+
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store()
+            .visit_by_type(aggregate_type, event_types, from_position, limit, visitor)
+    }
+
+    fn save_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store().save_snapshot(stream, snapshot)
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        self.store()
+            .load_snapshot(stream, snapshot_version, at_most)
+    }
+
+    fn prune_snapshots(
+        &self,
+        stream: StreamRef<'_>,
+        keep: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.store().prune_snapshots(stream, keep)
     }
 }
 

@@ -38,13 +38,14 @@ mod concurrency;
 mod expected_version;
 mod idempotency;
 mod log;
+mod snapshots;
 mod validation;
 
 use std::ops::RangeInclusive;
 
 use es_core::{
     AppendOptions, AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StoreError, StreamRef, Visitor,
+    Snapshot, StoreError, StreamRef, Visitor,
 };
 
 pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
@@ -70,6 +71,7 @@ pub use log::{
     stream_versions_contiguous_from_one, visit_stream_reads_a_version_range,
     visitors_can_stop_early,
 };
+pub use snapshots::{events_by_type_across_streams, snapshots_are_kept_found_and_pruned};
 pub use validation::{events_that_cannot_be_read_back_are_refused, invalid_options_are_refused};
 
 /// A store together with something that must outlive it (a temporary directory, a database
@@ -136,6 +138,35 @@ impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         self.store.stream_version(stream)
+    }
+
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .visit_by_type(aggregate_type, event_types, from_position, limit, visitor)
+    }
+
+    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.store.save_snapshot(stream, snapshot)
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.store.load_snapshot(stream, snapshot_version, at_most)
+    }
+
+    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        self.store.prune_snapshots(stream, keep)
     }
 }
 

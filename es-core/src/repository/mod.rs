@@ -312,7 +312,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     pub fn execute<R, E, F>(&self, id: &str, decide: F) -> Result<Executed<A>, Error<E>>
     where
         R: IntoEvents<A::Event>,
-        F: FnMut(&A) -> Result<R, E>,
+        F: crate::decision::Decide<A, R, E>,
     {
         self.execute_with_options(id, ExecuteOptions::new(), decide)
     }

@@ -1,11 +1,11 @@
 //! [`AsyncEventStore`]: the event store trait of async services (feature `async`).
 
 use std::future::Future;
-use std::ops::RangeInclusive;
+use std::ops::{ControlFlow, RangeInclusive};
 
 use super::{
-    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore, StoreError, Visit,
-    collect,
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore, Snapshot, StoreError,
+    Visit, collect,
 };
 use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamRef};
 
@@ -113,7 +113,85 @@ pub trait AsyncEventStore: Send + Sync {
             failure.map_or(Ok(events), Err)
         }
     }
+
+    /// Calls `visitor` with up to `limit` events of `aggregate_type` whose event type is one
+    /// of `event_types`, from `from_position` on, in global order; see
+    /// [`EventStore::visit_by_type`]. This provided version pages through
+    /// [`visit_all`](AsyncEventStore::visit_all) and filters; es's stores filter in the
+    /// store.
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let mut next = from_position;
+            let mut remaining = limit;
+            while remaining > 0 {
+                let (mut read, mut stopped) = (0usize, false);
+                self.visit_all(next, BY_TYPE_PAGE, &mut |record| {
+                    read += 1;
+                    next = record.global_position.saturating_add(1);
+                    if record.stream.aggregate_type == aggregate_type
+                        && event_types.contains(&record.event_type)
+                    {
+                        remaining -= 1;
+                        if visitor(record).is_break() || remaining == 0 {
+                            stopped = true;
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    ControlFlow::Continue(())
+                })
+                .await?;
+                if stopped || read < BY_TYPE_PAGE {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Keeps `snapshot` of `stream`; see [`EventStore::save_snapshot`]. This provided
+    /// version keeps nothing.
+    fn save_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (stream, snapshot);
+        std::future::ready(Ok(()))
+    }
+
+    /// The latest snapshot of `stream` with `snapshot_version` at or before `at_most`; see
+    /// [`EventStore::load_snapshot`]. This provided version has none.
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        let _ = (stream, snapshot_version, at_most);
+        std::future::ready(Ok(None))
+    }
+
+    /// Deletes the snapshots of `stream` but the `keep` latest; see
+    /// [`EventStore::prune_snapshots`]. This provided version has none to delete.
+    fn prune_snapshots(
+        &self,
+        stream: StreamRef<'_>,
+        keep: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = (stream, keep);
+        std::future::ready(Ok(0))
+    }
 }
+
+/// How many events the provided [`AsyncEventStore::visit_by_type`] reads per page.
+const BY_TYPE_PAGE: usize = 512;
 
 /// The in-memory store is async too: every call finishes at once (it takes a lock for as
 /// long as the operation, never across an `.await`), so it runs inline on the caller's task.
@@ -156,6 +234,45 @@ impl AsyncEventStore for InMemoryStore {
 
     async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         EventStore::stream_version(self, stream)
+    }
+
+    async fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        EventStore::visit_by_type(
+            self,
+            aggregate_type,
+            event_types,
+            from_position,
+            limit,
+            visitor,
+        )
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        EventStore::save_snapshot(self, stream, snapshot)
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        EventStore::load_snapshot(self, stream, snapshot_version, at_most)
+    }
+
+    async fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        EventStore::prune_snapshots(self, stream, keep)
     }
 }
 
@@ -200,6 +317,38 @@ macro_rules! forward_async_event_store {
                 stream: StreamRef<'_>,
             ) -> impl Future<Output = Result<u64, StoreError>> + Send {
                 (**self).stream_version(stream)
+            }
+            fn visit_by_type(
+                &self,
+                aggregate_type: &str,
+                event_types: &[&str],
+                from_position: u64,
+                limit: usize,
+                visitor: &mut AsyncVisitor<'_>,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).visit_by_type(aggregate_type, event_types, from_position, limit, visitor)
+            }
+            fn save_snapshot(
+                &self,
+                stream: StreamRef<'_>,
+                snapshot: &Snapshot,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).save_snapshot(stream, snapshot)
+            }
+            fn load_snapshot(
+                &self,
+                stream: StreamRef<'_>,
+                snapshot_version: u32,
+                at_most: u64,
+            ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+                (**self).load_snapshot(stream, snapshot_version, at_most)
+            }
+            fn prune_snapshots(
+                &self,
+                stream: StreamRef<'_>,
+                keep: usize,
+            ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+                (**self).prune_snapshots(stream, keep)
             }
         }
     )+};

@@ -1,6 +1,6 @@
 //! [`InMemoryStore`]: a thread-safe store that keeps every promise a durable one does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{ControlFlow, Range, RangeInclusive};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -8,8 +8,10 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use super::fast_hash::FastState;
-use super::{AppendOptions, AppendOutcome, EventStore, ExpectedVersion, StoreError, Visitor};
-use crate::backend::validate_batch;
+use super::{
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, Snapshot, StoreError, Visitor,
+};
+use crate::backend::{check_snapshot, snapshot_past_end, validate_batch};
 use crate::clock::{self, Clock, SharedClock};
 use crate::envelope::{EventRecord, Metadata, MetadataRef, NewEvent, StreamRef};
 
@@ -80,6 +82,8 @@ struct Stream {
     payloads: String,
     /// Idempotency key -> the outcome of the append that carried it.
     commands: HashMap<String, AppendOutcome, FastState>,
+    /// Stream version -> the snapshot taken there.
+    snapshots: BTreeMap<u64, Snapshot>,
 }
 
 #[derive(Debug)]
@@ -251,6 +255,7 @@ impl EventStore for InMemoryStore {
                     events: Vec::new(),
                     payloads: String::new(),
                     commands: HashMap::default(),
+                    snapshots: BTreeMap::new(),
                 });
                 log.index
                     .entry(stream.aggregate_type.to_owned())
@@ -351,5 +356,87 @@ impl EventStore for InMemoryStore {
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         Ok(self.read().version(stream))
+    }
+
+    /// Walks the global index from `from_position`, skipping other events without reading
+    /// them: in memory that costs a comparison per event.
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let log = self.read();
+        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
+        let mut remaining = limit;
+        for &(stream_index, offset) in log.global.iter().skip(start) {
+            if remaining == 0 {
+                break;
+            }
+            // The global index only ever points at events already pushed: in bounds.
+            let stream = &log.streams[stream_index as usize];
+            let event = &stream.events[offset as usize];
+            if stream.aggregate_type != aggregate_type
+                || !event_types.contains(&event.event_type.as_ref())
+            {
+                continue;
+            }
+            remaining -= 1;
+            if visitor(&stream.record(u64::from(offset) + 1, event)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let taken_at = self.clock.now();
+        let mut log = self.write();
+        let current = log.version(stream);
+        check_snapshot(stream, snapshot, current)?;
+        let Some(index) = log.stream_index(stream) else {
+            return Err(snapshot_past_end(stream, snapshot, current));
+        };
+        let mut kept = snapshot.clone();
+        kept.taken_at = taken_at;
+        log.streams[index]
+            .snapshots
+            .insert(snapshot.stream_version, kept);
+        Ok(())
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let log = self.read();
+        let Some(found) = log.stream(stream) else {
+            return Ok(None);
+        };
+        Ok(found
+            .snapshots
+            .range(..=at_most)
+            .rev()
+            .map(|(_, snapshot)| snapshot)
+            .find(|snapshot| snapshot.snapshot_version == snapshot_version)
+            .cloned())
+    }
+
+    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        let mut log = self.write();
+        let Some(index) = log.stream_index(stream) else {
+            return Ok(0);
+        };
+        let snapshots = &mut log.streams[index].snapshots;
+        let excess = snapshots.len().saturating_sub(keep);
+        let doomed: Vec<u64> = snapshots.keys().take(excess).copied().collect();
+        for version in &doomed {
+            snapshots.remove(version);
+        }
+        Ok(doomed.len() as u64)
     }
 }

@@ -4,6 +4,7 @@
 mod asynchronous;
 mod fast_hash;
 mod memory;
+mod snapshot;
 
 use std::fmt;
 use std::ops::{ControlFlow, Range, RangeInclusive};
@@ -11,6 +12,7 @@ use std::ops::{ControlFlow, Range, RangeInclusive};
 #[cfg(feature = "async")]
 pub use asynchronous::{AsyncEventStore, AsyncVisitor};
 pub use memory::InMemoryStore;
+pub use snapshot::Snapshot;
 
 use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamKey, StreamRef};
 
@@ -339,7 +341,81 @@ pub trait EventStore: Send + Sync {
         })?;
         failure.map_or(Ok(events), Err)
     }
+
+    /// Calls `visitor` with up to `limit` events of the global log with a position
+    /// `>= from_position` whose aggregate type is `aggregate_type` and whose event type is
+    /// one of `event_types`, in global order, until it returns [`ControlFlow::Break`].
+    ///
+    /// es's stores filter in the store (SQLite and PostgreSQL with an index on aggregate
+    /// type, event type and global position), so a query reads only matching events. This
+    /// provided version pages through [`visit_all`](EventStore::visit_all) and filters:
+    /// correct for any store, but it reads the whole log from `from_position`; a store
+    /// that can filter should override it.
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let mut next = from_position;
+        let mut remaining = limit;
+        while remaining > 0 {
+            let (mut read, mut stopped) = (0usize, false);
+            self.visit_all(next, BY_TYPE_PAGE, &mut |record| {
+                read += 1;
+                next = record.global_position.saturating_add(1);
+                if record.stream.aggregate_type == aggregate_type
+                    && event_types.contains(&record.event_type)
+                {
+                    remaining -= 1;
+                    if visitor(record).is_break() || remaining == 0 {
+                        stopped = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+            if stopped || read < BY_TYPE_PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `snapshot` of `stream`, replacing one at the same stream version.
+    ///
+    /// A store that keeps no snapshots does nothing (this provided version); es's own
+    /// stores all keep them. Taking a snapshot is never part of an append: it may fail, or
+    /// be lost, without harm.
+    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let _ = (stream, snapshot);
+        Ok(())
+    }
+
+    /// The snapshot of `stream` with snapshot version `snapshot_version` and the highest
+    /// stream version `<= at_most`, if the store keeps one.
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = (stream, snapshot_version, at_most);
+        Ok(None)
+    }
+
+    /// Deletes the snapshots of `stream` but the `keep` latest (of any snapshot version);
+    /// returns how many it deleted.
+    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        let _ = (stream, keep);
+        Ok(0)
+    }
 }
+
+/// How many events the provided [`EventStore::visit_by_type`] reads per page.
+const BY_TYPE_PAGE: usize = 512;
 
 /// Copies one visited event into `events`, or records why it could not be copied.
 fn collect(
@@ -397,6 +473,34 @@ macro_rules! forward_event_store {
             }
             fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
                 (**self).stream_version(stream)
+            }
+            fn visit_by_type(
+                &self,
+                aggregate_type: &str,
+                event_types: &[&str],
+                from_position: u64,
+                limit: usize,
+                visitor: &mut Visitor<'_>,
+            ) -> Result<(), StoreError> {
+                (**self).visit_by_type(aggregate_type, event_types, from_position, limit, visitor)
+            }
+            fn save_snapshot(
+                &self,
+                stream: StreamRef<'_>,
+                snapshot: &Snapshot,
+            ) -> Result<(), StoreError> {
+                (**self).save_snapshot(stream, snapshot)
+            }
+            fn load_snapshot(
+                &self,
+                stream: StreamRef<'_>,
+                snapshot_version: u32,
+                at_most: u64,
+            ) -> Result<Option<Snapshot>, StoreError> {
+                (**self).load_snapshot(stream, snapshot_version, at_most)
+            }
+            fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+                (**self).prune_snapshots(stream, keep)
             }
         }
     )+};
