@@ -404,6 +404,48 @@ impl<'a> RowIdentity<'a> {
     }
 }
 
+/// Refuses a snapshot that cannot describe `stream` at version `current` (0: no stream),
+/// with [`StoreError::Invalid`]: at stream version 0 or past the stream's end, of snapshot
+/// version 0, or with a state no store can keep (NUL characters, nesting deeper than
+/// [`MAX_JSON_DEPTH`]). Every store calls it before saving, so all refuse alike.
+pub fn check_snapshot(
+    stream: StreamRef<'_>,
+    snapshot: &Snapshot,
+    current: u64,
+) -> Result<(), StoreError> {
+    if snapshot.stream_version == 0 || snapshot.stream_version > current {
+        return Err(snapshot_past_end(stream, snapshot, current));
+    }
+    let state = snapshot.state.get();
+    if has_nul_escape(state) || json_depth_exceeds(state, MAX_JSON_DEPTH) {
+        return Err(StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: format!(
+                "the snapshot at version {} has a state that could not be read back (a NUL character, or JSON nested deeper than {MAX_JSON_DEPTH} levels)",
+                snapshot.stream_version
+            ),
+        });
+    }
+    if snapshot.snapshot_version == 0 {
+        return Err(StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: "a snapshot's version must be at least 1".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The error for a snapshot past the end of `stream` (at version `current`).
+pub fn snapshot_past_end(stream: StreamRef<'_>, snapshot: &Snapshot, current: u64) -> StoreError {
+    StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: format!(
+            "a snapshot at stream version {} cannot be kept: the stream is at version {current}; a snapshot must cover events that exist (versions 1 to the current one)",
+            snapshot.stream_version
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,47 +584,5 @@ mod tests {
         let nul = StreamRef::new("Account", "a\0");
         assert!(validate_batch(nul, std::slice::from_ref(&ok), AppendOptions::new()).is_err());
         assert!(validate_batch(stream, &[ok], AppendOptions::new().idempotency_key("k")).is_ok());
-    }
-}
-
-/// Refuses a snapshot that cannot describe `stream` at version `current` (0: no stream),
-/// with [`StoreError::Invalid`]: at stream version 0 or past the stream's end, of snapshot
-/// version 0, or with a state no store can keep (NUL characters, nesting deeper than
-/// [`MAX_JSON_DEPTH`]). Every store calls it before saving, so all refuse alike.
-pub fn check_snapshot(
-    stream: StreamRef<'_>,
-    snapshot: &Snapshot,
-    current: u64,
-) -> Result<(), StoreError> {
-    if snapshot.stream_version == 0 || snapshot.stream_version > current {
-        return Err(snapshot_past_end(stream, snapshot, current));
-    }
-    let state = snapshot.state.get();
-    if has_nul_escape(state) || json_depth_exceeds(state, MAX_JSON_DEPTH) {
-        return Err(StoreError::Invalid {
-            stream: stream.to_key(),
-            reason: format!(
-                "the snapshot at version {} has a state that could not be read back (a NUL character, or JSON nested deeper than {MAX_JSON_DEPTH} levels)",
-                snapshot.stream_version
-            ),
-        });
-    }
-    if snapshot.snapshot_version == 0 {
-        return Err(StoreError::Invalid {
-            stream: stream.to_key(),
-            reason: "a snapshot's version must be at least 1".to_owned(),
-        });
-    }
-    Ok(())
-}
-
-/// The error for a snapshot past the end of `stream` (at version `current`).
-pub fn snapshot_past_end(stream: StreamRef<'_>, snapshot: &Snapshot, current: u64) -> StoreError {
-    StoreError::Invalid {
-        stream: stream.to_key(),
-        reason: format!(
-            "a snapshot at stream version {} cannot be kept: the stream is at version {current}; a snapshot must cover events that exist (versions 1 to the current one)",
-            snapshot.stream_version
-        ),
     }
 }
