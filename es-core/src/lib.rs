@@ -107,7 +107,7 @@ mod trace;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use aggregate::{Aggregate, EventHandlers};
+pub use aggregate::{Aggregate, EventHandlers, SnapshotPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{DecodeError, UpcastError, decode_event};
 /// An aggregate's state and its stream version, as [`Repository::load`] returns it.

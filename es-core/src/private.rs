@@ -5,6 +5,37 @@ pub use serde_json::Value;
 
 pub use crate::codec::{DecodeError, UpcastError, decode_event};
 
+/// What `Aggregate::to_snapshot` returns.
+pub type SnapshotJson = Result<Box<serde_json::value::RawValue>, serde_json::Error>;
+/// What `Aggregate::from_snapshot` returns.
+pub type SnapshotRestore<T> = Result<T, serde_json::Error>;
+
+/// The state of an aggregate that declares snapshots: it is stored as JSON. A trait (not
+/// a function bound) so that a state without serde gets this message, on the attribute.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` declares snapshots, so its state must be `Serialize` and `Deserialize`",
+    label = "snapshots store the state as JSON",
+    note = "add `#[derive(Serialize, Deserialize)]` to `{Self}` (fields that must not be stored can be `#[serde(skip)]` if `Default` restores them), or remove `snapshot_every`"
+)]
+pub trait SnapshotState: Sized {
+    /// The state as JSON.
+    fn to_snapshot_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error>;
+    /// The state from JSON.
+    fn from_snapshot_json(state: &str) -> Result<Self, serde_json::Error>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> SnapshotState for T {
+    #[inline]
+    fn to_snapshot_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(self)
+    }
+    #[inline]
+    fn from_snapshot_json(state: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(state)
+    }
+}
+
 /// The signature every `upcast(with = ...)` function must have.
 pub type UpcastFn = fn(Value) -> Result<Value, UpcastError>;
 

@@ -103,3 +103,53 @@ pub(crate) fn duplicate(stream: StreamRef<'_>, version: u64, attempt: u32) {
     #[cfg(not(feature = "tracing"))]
     let _ = (stream, version, attempt);
 }
+
+/// A snapshot could not be used (it failed to decode, or to be read): the state is rebuilt
+/// from the events.
+pub(crate) fn snapshot_unusable(
+    stream: StreamRef<'_>,
+    version: u64,
+    error: &dyn std::fmt::Display,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        aggregate_type = stream.aggregate_type,
+        stream_id = stream.id,
+        version,
+        error = %error,
+        "es: snapshot ignored, rebuilding the state from the events"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (stream, version, error);
+}
+
+/// A snapshot was taken.
+pub(crate) fn snapshot_saved(stream: StreamRef<'_>, version: u64) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        aggregate_type = stream.aggregate_type,
+        stream_id = stream.id,
+        version,
+        "es: snapshot saved"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (stream, version);
+}
+
+/// A snapshot could not be taken or saved; the command succeeded anyway.
+pub(crate) fn snapshot_not_saved(
+    stream: StreamRef<'_>,
+    version: u64,
+    error: &dyn std::fmt::Display,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        aggregate_type = stream.aggregate_type,
+        stream_id = stream.id,
+        version,
+        error = %error,
+        "es: snapshot not saved (the command succeeded)"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (stream, version, error);
+}

@@ -4,13 +4,15 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
 
-use crate::attr::{self, Once};
+use crate::attr::{self, Once, WithSpan};
 use crate::ctxt::Ctxt;
 use crate::symbol::*;
 
 /// The parsed `#[aggregate(...)]` attributes.
 struct AggregateAttrs {
     name: Option<syn::LitStr>,
+    /// `snapshot_every = N` with the span of its key, and `snapshot_version = V`.
+    snapshots: Option<(WithSpan<u64>, u32)>,
     krate: syn::Path,
 }
 
@@ -59,6 +61,8 @@ fn check_shape(cx: &mut Ctxt, input: &syn::DeriveInput) {
 fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> AggregateAttrs {
     let mut name = Once::new(NAME);
     let mut krate = Once::new(CRATE);
+    let mut every = Once::new(SNAPSHOT_EVERY);
+    let mut snapshot_version = Once::new(SNAPSHOT_VERSION);
     for attribute in input.attrs.iter().filter(|a| a.path().is_ident(AGGREGATE)) {
         let result = attribute.parse_nested_meta(|meta| {
             let span = meta.path.span();
@@ -70,6 +74,14 @@ fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> AggregateAttrs {
                 if let Some(path) = attr::parse_crate_path(cx, &meta)? {
                     krate.set(cx, span, path);
                 }
+            } else if meta.path.is_ident(SNAPSHOT_EVERY) {
+                if let Some(n) = parse_snapshot_every(cx, &meta)? {
+                    every.set(cx, span, n);
+                }
+            } else if meta.path.is_ident(SNAPSHOT_VERSION) {
+                if let Some(v) = attr::parse_version(cx, &meta, SNAPSHOT_VERSION)? {
+                    snapshot_version.set(cx, span, v.value);
+                }
             } else {
                 attr::unknown_key(cx, &meta, "#[aggregate(...)]", AGGREGATE_KEYS)?;
             }
@@ -79,12 +91,72 @@ fn parse_attrs(cx: &mut Ctxt, input: &syn::DeriveInput) -> AggregateAttrs {
             cx.syn_error(error);
         }
     }
+    let snapshot_version = snapshot_version.get();
+    let snapshots = match (every.get(), snapshot_version) {
+        (Some(every), version) => Some((
+            WithSpan {
+                value: every.value,
+                span: every.span,
+            },
+            version.map_or(1, |v| v.value),
+        )),
+        (None, Some(version)) => {
+            cx.error_spanned_by(
+                quote::quote_spanned!(version.span=> snapshot_version),
+                "`snapshot_version` needs `snapshot_every = N`, which turns snapshots on",
+            );
+            None
+        }
+        (None, None) => None,
+    };
     AggregateAttrs {
         name: name.get().map(|s| s.value),
+        snapshots,
         krate: krate
             .get()
             .map_or_else(attr::default_crate_path, |s| s.value),
     }
+}
+
+/// Parses `= N` for `snapshot_every`: an integer of at least 1.
+fn parse_snapshot_every(
+    cx: &mut Ctxt,
+    meta: &syn::meta::ParseNestedMeta<'_>,
+) -> syn::Result<Option<u64>> {
+    let lit: syn::Lit = meta.value()?.parse()?;
+    let parsed = match &lit {
+        syn::Lit::Int(int) => int.base10_parse::<u64>().ok().filter(|&n| n > 0),
+        _ => None,
+    };
+    if parsed.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            "expected a number of events of at least 1, such as `snapshot_every = 100`",
+        );
+    }
+    Ok(parsed)
+}
+
+/// The snapshot items of the `Aggregate` impl, spanned on `snapshot_every` so that a state
+/// without serde is reported there.
+fn snapshot_items(attrs: &AggregateAttrs) -> TokenStream {
+    let Some((every, version)) = &attrs.snapshots else {
+        return TokenStream::new();
+    };
+    let krate = &attrs.krate;
+    let n = every.value;
+    let private = quote!(#krate::__private);
+    let items = quote! {
+        const SNAPSHOT: #private::core::option::Option<#krate::SnapshotPolicy> =
+            #private::core::option::Option::Some(#krate::SnapshotPolicy { every: #n, version: #version });
+        fn to_snapshot(&self) -> #private::core::option::Option<#private::SnapshotJson> {
+            #private::core::option::Option::Some(<Self as #private::SnapshotState>::to_snapshot_json(self))
+        }
+        fn from_snapshot(__es_state: &#private::core::primitive::str) -> #private::core::option::Option<#private::SnapshotRestore<Self>> {
+            #private::core::option::Option::Some(<Self as #private::SnapshotState>::from_snapshot_json(__es_state))
+        }
+    };
+    attr::respan(items, every.span)
 }
 
 fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
@@ -100,6 +172,7 @@ fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
     } else {
         TokenStream::new()
     };
+    let snapshots = snapshot_items(attrs);
     // The impl is spanned on the struct's name: a missing `#[applies]` block or `Default`
     // is reported there, once, instead of on the derive and again on the name.
     let handlers = quote!(<#ident as #krate::EventHandlers>);
@@ -108,6 +181,7 @@ fn generate(input: &syn::DeriveInput, attrs: &AggregateAttrs) -> TokenStream {
             impl #krate::Aggregate for #ident {
                 const AGGREGATE_TYPE: &'static #krate::__private::core::primitive::str = #name;
                 #explicit
+                #snapshots
                 type Event = #handlers::Event;
                 #[inline]
                 fn apply(&mut self, __es_event: &Self::Event) {

@@ -14,6 +14,8 @@ pub const WITH: &str = "with";
 pub const VIA: &str = "via";
 pub const ALIASES: &str = "aliases";
 pub const CRATE: &str = "crate";
+pub const SNAPSHOT_EVERY: &str = "snapshot_every";
+pub const SNAPSHOT_VERSION: &str = "snapshot_version";
 
 pub const EVENT_ENUM: &str = "event_enum";
 pub const VIS: &str = "vis";
@@ -21,5 +23,5 @@ pub const DERIVE: &str = "derive";
 
 pub const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST, ALIASES, CRATE];
 pub const UPCAST_KEYS: &[&str] = &[FROM, WITH, VIA];
-pub const AGGREGATE_KEYS: &[&str] = &[NAME, CRATE];
+pub const AGGREGATE_KEYS: &[&str] = &[NAME, SNAPSHOT_EVERY, SNAPSHOT_VERSION, CRATE];
 pub const APPLIES_KEYS: &[&str] = &[EVENT_ENUM, VIS, DERIVE, CRATE];

@@ -194,6 +194,16 @@ where
         .await
     }
 
+    /// Deletes the snapshots of aggregate `id` but the `keep` latest; returns how many it
+    /// deleted. (Snapshots are a cache of states: pruning never loses data.)
+    pub async fn prune_snapshots(&self, id: &str, keep: usize) -> Result<u64, Error> {
+        let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
+        self.store
+            .prune_snapshots(stream, keep)
+            .await
+            .map_err(|source| command::store_error(stream, source))
+    }
+
     /// Runs a command: load, `decide`, append the events it returns, retry on conflict;
     /// see [`Repository::execute`](super::Repository::execute).
     pub async fn execute<R, E, F>(&self, id: &str, decide: F) -> Result<Executed<A>, Error<E>>
@@ -301,6 +311,19 @@ where
                 }
             };
             match after {
+                After::Done(Ok(executed)) => {
+                    if let Some(snapshot) = command::due_snapshot(stream, &executed) {
+                        match self.store.save_snapshot(stream, &snapshot).await {
+                            Ok(()) => crate::trace::snapshot_saved(stream, snapshot.stream_version),
+                            Err(error) => crate::trace::snapshot_not_saved(
+                                stream,
+                                snapshot.stream_version,
+                                &error,
+                            ),
+                        }
+                    }
+                    return Ok(executed);
+                }
                 After::Done(result) => return result,
                 After::Duplicate(outcome) => {
                     return self
@@ -348,7 +371,15 @@ where
     }
 
     async fn load_up_to(&self, stream: StreamRef<'_>, up_to: u64) -> Result<Versioned<A>, Error> {
-        let mut loaded = Versioned::initial();
+        let mut loaded = match A::SNAPSHOT {
+            Some(policy) => command::restore(
+                stream,
+                self.store
+                    .load_snapshot(stream, policy.version, up_to)
+                    .await,
+            ),
+            None => Versioned::initial(),
+        };
         self.catch_up(stream, &mut loaded, up_to).await?;
         Ok(loaded)
     }

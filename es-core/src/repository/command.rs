@@ -13,7 +13,7 @@ use crate::decision::{self, Versioned};
 use crate::envelope::{EventRecord, Metadata, NewEvent, StreamRef};
 use crate::error::Error;
 use crate::event::IntoEvents;
-use crate::store::{AppendOptions, AppendOutcome, ExpectedVersion, StoreError, Visit};
+use crate::store::{AppendOptions, AppendOutcome, ExpectedVersion, Snapshot, StoreError, Visit};
 
 /// What a [`Command`] needs done next.
 pub(super) enum Step<A: Aggregate, E> {
@@ -351,5 +351,59 @@ pub(super) fn store_error<E>(stream: StreamRef<'_>, source: StoreError) -> Error
     Error::Store {
         stream: stream.to_key(),
         source: Box::new(source),
+    }
+}
+
+/// The state a load of `stream` starts from, given what the store found for the
+/// aggregate's snapshot version: the snapshot's state at its version, or the initial state
+/// when there is none or it cannot be used (it fails to decode, or the store failed to
+/// read it). A snapshot is only a shortcut, so nothing here is an error: the events after
+/// the start are applied either way.
+pub(super) fn restore<A: Aggregate>(
+    stream: StreamRef<'_>,
+    found: Result<Option<Snapshot>, StoreError>,
+) -> Versioned<A> {
+    match found {
+        Ok(Some(snapshot)) => match A::from_snapshot(snapshot.state.get()) {
+            Some(Ok(state)) => Versioned {
+                state,
+                version: snapshot.stream_version,
+            },
+            Some(Err(error)) => {
+                crate::trace::snapshot_unusable(stream, snapshot.stream_version, &error);
+                Versioned::initial()
+            }
+            None => Versioned::initial(),
+        },
+        Ok(None) => Versioned::initial(),
+        Err(error) => {
+            crate::trace::snapshot_unusable(stream, 0, &error);
+            Versioned::initial()
+        }
+    }
+}
+
+/// The snapshot to save after `executed`, if its append crossed the aggregate's snapshot
+/// threshold (and its state serializes; a state that does not is reported, not saved).
+pub(super) fn due_snapshot<A: Aggregate>(
+    stream: StreamRef<'_>,
+    executed: &Executed<A>,
+) -> Option<Snapshot> {
+    let policy = A::SNAPSHOT?;
+    if executed.duplicate || executed.events.is_empty() {
+        return None;
+    }
+    let before = executed
+        .version
+        .saturating_sub(executed.events.len() as u64);
+    if !policy.is_due(before, executed.version) {
+        return None;
+    }
+    match executed.state.to_snapshot()? {
+        Ok(state) => Some(Snapshot::new(executed.version, policy.version, state)),
+        Err(error) => {
+            crate::trace::snapshot_not_saved(stream, executed.version, &error);
+            None
+        }
     }
 }

@@ -304,6 +304,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         )
     }
 
+    /// Deletes the snapshots of aggregate `id` but the `keep` latest; returns how many it
+    /// deleted. (Snapshots are a cache of states: pruning never loses data.)
+    pub fn prune_snapshots(&self, id: &str, keep: usize) -> Result<u64, Error> {
+        let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
+        self.store
+            .prune_snapshots(stream, keep)
+            .map_err(|source| command::store_error(stream, source))
+    }
+
     /// Runs a command: load, `decide`, append the events it returns, retry on conflict.
     ///
     /// `decide` returns `Ok` with one event, several or none (see
@@ -430,6 +439,19 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 )),
             };
             match after {
+                After::Done(Ok(executed)) => {
+                    if let Some(snapshot) = command::due_snapshot(stream, &executed) {
+                        match self.store.save_snapshot(stream, &snapshot) {
+                            Ok(()) => crate::trace::snapshot_saved(stream, snapshot.stream_version),
+                            Err(error) => crate::trace::snapshot_not_saved(
+                                stream,
+                                snapshot.stream_version,
+                                &error,
+                            ),
+                        }
+                    }
+                    return Ok(executed);
+                }
                 After::Done(result) => return result,
                 After::Duplicate(outcome) => {
                     return self
@@ -479,7 +501,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The state of `stream` after the events up to version `up_to`.
     fn load_up_to(&self, stream: StreamRef<'_>, up_to: u64) -> Result<Versioned<A>, Error> {
-        let mut loaded = Versioned::initial();
+        let mut loaded = match A::SNAPSHOT {
+            Some(policy) => command::restore(
+                stream,
+                self.store.load_snapshot(stream, policy.version, up_to),
+            ),
+            None => Versioned::initial(),
+        };
         self.catch_up(stream, &mut loaded, up_to)?;
         Ok(loaded)
     }

@@ -1,0 +1,35 @@
+use es_core::{Aggregate, Event, applies};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(snapshot_every = 0)]
+struct Account {
+    balance: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(snapshot_every = "often")]
+struct Ledger {
+    total: u64,
+}
+
+#[applies]
+impl Account {
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+}
+
+#[applies]
+impl Ledger {
+    fn deposited(&mut self, e: &Deposited) {
+        self.total += e.amount;
+    }
+}
+
+fn main() {}
