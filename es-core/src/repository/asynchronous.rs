@@ -194,6 +194,70 @@ where
         .await
     }
 
+    /// Every event of type `T` of this aggregate type, across its streams, decoded (and
+    /// upcast), in global order: up to `limit` of them from global position
+    /// `from_position` on. Events stored under one of `T`'s aliases are included. The
+    /// store filters (SQLite and PostgreSQL with an index), so only those events are read.
+    /// For the next page, call again from the last event's `global_position + 1`.
+    pub async fn events_of<T: crate::Event>(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<DecodedEvent<T>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let names = command::stored_names::<T>();
+        let mut across = command::Across::new(|record: &crate::EventRecord<'_>| {
+            crate::decode_event::<T>(record.event_type, record.schema_version, record.payload)
+        });
+        let read = self
+            .store
+            .visit_by_type(
+                A::AGGREGATE_TYPE,
+                &names,
+                from_position,
+                limit,
+                &mut |record| across.visit(record),
+            )
+            .await;
+        across.finish(A::AGGREGATE_TYPE, read)
+    }
+
+    /// The events of this aggregate type whose stored event type is one of `event_types`
+    /// (e.g. `&[MoneyDeposited::EVENT_TYPE, MoneyWithdrawn::EVENT_TYPE]`), across its
+    /// streams, decoded into the event enum, in global order: up to `limit` from global
+    /// position `from_position` on. Name aliases yourself if you need them (see
+    /// [`events_of`](Self::events_of), which does).
+    pub async fn events_by_type(
+        &self,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<DecodedEvent<A::Event>>, Error> {
+        if let Some(clash) = self.clash {
+            return Err(clash.error());
+        }
+        let mut across = command::Across::new(|record: &crate::EventRecord<'_>| {
+            <A::Event as crate::EventEnum>::from_stored(
+                record.event_type,
+                record.schema_version,
+                record.payload,
+            )
+        });
+        let read = self
+            .store
+            .visit_by_type(
+                A::AGGREGATE_TYPE,
+                event_types,
+                from_position,
+                limit,
+                &mut |record| across.visit(record),
+            )
+            .await;
+        across.finish(A::AGGREGATE_TYPE, read)
+    }
+
     /// Deletes the snapshots of aggregate `id` but the `keep` latest; returns how many it
     /// deleted. (Snapshots are a cache of states: pruning never loses data.)
     pub async fn prune_snapshots(&self, id: &str, keep: usize) -> Result<u64, Error> {

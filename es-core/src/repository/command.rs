@@ -407,3 +407,68 @@ pub(super) fn due_snapshot<A: Aggregate>(
         }
     }
 }
+
+/// Decodes each visited event of a query across streams with `decode`, keeping it with
+/// its envelope.
+pub(super) struct Across<T, F> {
+    decode: F,
+    events: Vec<DecodedEvent<T>>,
+    failure: Option<Error>,
+}
+
+impl<T, F: FnMut(&EventRecord<'_>) -> Result<T, crate::DecodeError>> Across<T, F> {
+    pub(super) fn new(decode: F) -> Self {
+        Self {
+            decode,
+            events: Vec::new(),
+            failure: None,
+        }
+    }
+
+    pub(super) fn visit(&mut self, record: &EventRecord<'_>) -> Visit {
+        let decoded = (self.decode)(record)
+            .map_err(|source| Error::Decode {
+                stream: record.stream.to_key(),
+                version: record.stream_version,
+                source: Box::new(source),
+            })
+            .and_then(|event| {
+                let envelope = record
+                    .to_recorded()
+                    .map_err(|e| store_error(record.stream, e))?;
+                Ok(DecodedEvent {
+                    record: envelope,
+                    event,
+                })
+            });
+        match decoded {
+            Ok(event) => {
+                self.events.push(event);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                self.failure = Some(error);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    /// The decoded events, given what the store returned; a store error is reported on
+    /// the aggregate type's streams.
+    pub(super) fn finish(
+        self,
+        aggregate_type: &str,
+        read: Result<(), StoreError>,
+    ) -> Result<Vec<DecodedEvent<T>>, Error> {
+        read.map_err(|source| store_error(StreamRef::new(aggregate_type, "*"), source))?;
+        self.failure.map_or(Ok(self.events), Err)
+    }
+}
+
+/// The stored names of event `T`: its event type and its aliases.
+pub(super) fn stored_names<T: crate::Event>() -> Vec<&'static str> {
+    let mut names = Vec::with_capacity(1 + T::ALIASES.len());
+    names.push(T::EVENT_TYPE);
+    names.extend_from_slice(T::ALIASES);
+    names
+}
