@@ -3,15 +3,18 @@
 //! ignored when of another version or unreadable, never failing a command; and, for random
 //! histories, snapshot + tail equals a full replay.
 
-use std::ops::{ControlFlow, RangeInclusive};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 
 use es_core::{
-    Aggregate, AppendOptions, AppendOutcome, Event, EventStore, ExpectedVersion, InMemoryStore,
-    NewEvent, RawValue, Repository, Snapshot, StoreError, StreamRef, Visitor, applies,
+    Aggregate, Event, EventStore, InMemoryStore, RawValue, Repository, Snapshot, StreamRef, applies,
 };
 use es_sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
+
+#[path = "support/counting.rs"]
+mod counting;
+use counting::Counting;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
 struct Deposited {
@@ -61,85 +64,6 @@ impl AccountV2 {
     fn withdrawn(&mut self, e: &Withdrawn) {
         self.balance -= e.amount;
         self.operations += 1;
-    }
-}
-
-/// A store that counts the events its readers visit, and can fail snapshot saves.
-#[derive(Default)]
-struct Counting<S> {
-    store: S,
-    visited: AtomicU64,
-    fail_snapshot_saves: AtomicBool,
-}
-
-impl<S: EventStore> Counting<S> {
-    fn new(store: S) -> Self {
-        Self {
-            store,
-            visited: AtomicU64::new(0),
-            fail_snapshot_saves: AtomicBool::new(false),
-        }
-    }
-    fn take_visited(&self) -> u64 {
-        self.visited.swap(0, Ordering::SeqCst)
-    }
-}
-
-impl<S: EventStore> EventStore for Counting<S> {
-    fn append_with(
-        &self,
-        stream: StreamRef<'_>,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-        options: AppendOptions<'_>,
-    ) -> Result<AppendOutcome, StoreError> {
-        self.store.append_with(stream, expected, events, options)
-    }
-    fn find_idempotency_key(
-        &self,
-        stream: StreamRef<'_>,
-        key: &str,
-    ) -> Result<Option<AppendOutcome>, StoreError> {
-        self.store.find_idempotency_key(stream, key)
-    }
-    fn visit_stream(
-        &self,
-        stream: StreamRef<'_>,
-        versions: RangeInclusive<u64>,
-        visitor: &mut Visitor<'_>,
-    ) -> Result<(), StoreError> {
-        self.store.visit_stream(stream, versions, &mut |record| {
-            self.visited.fetch_add(1, Ordering::SeqCst);
-            visitor(record)
-        })
-    }
-    fn visit_all(
-        &self,
-        from: u64,
-        limit: usize,
-        visitor: &mut Visitor<'_>,
-    ) -> Result<(), StoreError> {
-        self.store.visit_all(from, limit, visitor)
-    }
-    fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
-        self.store.stream_version(stream)
-    }
-    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
-        if self.fail_snapshot_saves.load(Ordering::SeqCst) {
-            return Err(StoreError::backend("the snapshot table is unavailable"));
-        }
-        self.store.save_snapshot(stream, snapshot)
-    }
-    fn load_snapshot(
-        &self,
-        stream: StreamRef<'_>,
-        version: u32,
-        at_most: u64,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        self.store.load_snapshot(stream, version, at_most)
-    }
-    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
-        self.store.prune_snapshots(stream, keep)
     }
 }
 

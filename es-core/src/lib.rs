@@ -123,6 +123,7 @@ pub use id::new_event_id;
 pub use repository::AsyncRepository;
 pub use repository::{
     DEFAULT_MAX_RETRIES, DecodedEvent, ExecuteOptions, Executed, Repository, RetryPolicy,
+    StateCache,
 };
 /// The `serde_json` crate es stores payloads with, so that an upcaster
 /// (`fn(serde_json::Value) -> Result<serde_json::Value, UpcastError>`) needs no dependency

@@ -7,7 +7,10 @@ use std::ops::{RangeBounds, RangeInclusive};
 use std::time::SystemTime;
 
 use super::command::{self, After, CatchUp, Command, Decode, Step};
-use super::{Clash, DecodedEvent, ExecuteOptions, Executed, RetryPolicy, register};
+use std::sync::Arc;
+
+use super::cache::SharedCache;
+use super::{Clash, DecodedEvent, ExecuteOptions, Executed, RetryPolicy, StateCache, register};
 use crate::aggregate::Aggregate;
 use crate::decision::Versioned;
 use crate::envelope::{Metadata, StreamRef};
@@ -57,6 +60,8 @@ pub struct AsyncRepository<A, S> {
     store: S,
     retry: RetryPolicy,
     clash: Option<Clash>,
+    /// Recent states, if [`with_cache`](Self::with_cache) set one.
+    cache: SharedCache<A>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -66,6 +71,7 @@ impl<A, S: Clone> Clone for AsyncRepository<A, S> {
             store: self.store.clone(),
             retry: self.retry,
             clash: self.clash,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -86,6 +92,7 @@ where
             store,
             retry: RetryPolicy::default(),
             clash: register::<A>(),
+            cache: None,
             _aggregate: PhantomData,
         }
     }
@@ -122,7 +129,7 @@ where
             return Err(clash.error());
         }
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
-        let load = self.load_up_to(stream, u64::MAX);
+        let load = self.load_current(stream);
         #[cfg(feature = "tracing")]
         let load = tracing::Instrument::instrument(load, crate::trace::load_span(stream));
         let loaded = load.await?;
@@ -345,10 +352,7 @@ where
         R: IntoEvents<A::Event>,
         F: FnMut(&A) -> Result<R, E>,
     {
-        let current = self
-            .load_up_to(stream, u64::MAX)
-            .await
-            .map_err(Error::widen)?;
+        let current = self.load_current(stream).await.map_err(Error::widen)?;
         let default_metadata = Metadata::new();
         let mut command = Command::new(
             stream,
@@ -385,6 +389,9 @@ where
                                 &error,
                             ),
                         }
+                    }
+                    if let Some(cache) = &self.cache {
+                        cache.put(stream.id, &executed.state, executed.version);
                     }
                     return Ok(executed);
                 }
@@ -434,6 +441,26 @@ where
         decode.finish(read)
     }
 
+    /// The current state of `stream`: from the cache when it holds the stream (then only
+    /// the events after the cached state are read), else loaded; the cache is updated.
+    async fn load_current(&self, stream: StreamRef<'_>) -> Result<Versioned<A>, Error> {
+        let Some(cache) = &self.cache else {
+            return self.load_up_to(stream, u64::MAX).await;
+        };
+        let (state, from) = match cache.get(stream.id) {
+            Some(mut state) => {
+                let from = state.version;
+                self.catch_up(stream, &mut state, u64::MAX).await?;
+                (state, Some(from))
+            }
+            None => (self.load_up_to(stream, u64::MAX).await?, None),
+        };
+        if state.version > 0 && from != Some(state.version) {
+            cache.put(stream.id, &state.state, state.version);
+        }
+        Ok(state)
+    }
+
     async fn load_up_to(&self, stream: StreamRef<'_>, up_to: u64) -> Result<Versioned<A>, Error> {
         let mut loaded = match A::SNAPSHOT {
             Some(policy) => command::restore(
@@ -479,5 +506,23 @@ where
         catch_up.finish(read)?;
         crate::trace::loaded(stream, state.version, state.version - from);
         Ok(())
+    }
+}
+
+impl<A, S> AsyncRepository<A, S>
+where
+    A: Aggregate + Clone + Send + 'static,
+    A::Event: Send,
+    S: AsyncEventStore,
+{
+    /// Keeps the states of up to `capacity` recently used aggregates in memory (a
+    /// [`StateCache`]), so that a command on a hot aggregate reads only the events appended
+    /// since its last use instead of its whole stream. Correct with other writers: the
+    /// cached state is always caught up with the store before it is used, and a command
+    /// decided on a state another process moved on meets a conflict at append and is
+    /// retried. Needs `A: Clone` (a command's result is copied into the cache).
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(StateCache::<A>::new(capacity)));
+        self
     }
 }

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "async")]
 mod asynchronous;
+mod cache;
 mod command;
 mod retry;
 
@@ -12,8 +13,11 @@ use std::time::SystemTime;
 
 #[cfg(feature = "async")]
 pub use asynchronous::AsyncRepository;
+use cache::SharedCache;
+pub use cache::StateCache;
 use command::{After, CatchUp, Command, Decode, Step};
 pub use retry::{DEFAULT_MAX_RETRIES, RetryPolicy};
+use std::sync::Arc;
 
 use crate::aggregate::Aggregate;
 use crate::decision::Versioned;
@@ -41,6 +45,8 @@ pub struct Repository<A, S> {
     /// Set when another Rust type already uses this aggregate type (see
     /// [`Error::AggregateTypeClash`]): every call then fails with that error.
     clash: Option<Clash>,
+    /// Recent states, if [`with_cache`](Self::with_cache) set one.
+    cache: SharedCache<A>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -99,6 +105,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             store: self.store.clone(),
             retry: self.retry,
             clash: self.clash,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -186,6 +193,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             store,
             retry: RetryPolicy::default(),
             clash: register::<A>(),
+            cache: None,
             _aggregate: PhantomData,
         }
     }
@@ -244,7 +252,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
         #[cfg(feature = "tracing")]
         let _span = crate::trace::load_span(stream).entered();
-        let loaded = self.load_up_to(stream, u64::MAX)?;
+        let loaded = self.load_current(stream)?;
         Ok((loaded.version > 0).then_some(loaded))
     }
 
@@ -472,7 +480,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
         #[cfg(feature = "tracing")]
         let _span = crate::trace::command_span(stream).entered();
-        let current = self.load_up_to(stream, u64::MAX).map_err(Error::widen)?;
+        let current = self.load_current(stream).map_err(Error::widen)?;
         let default_metadata = Metadata::new();
         let mut command = Command::new(
             stream,
@@ -507,6 +515,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                                 &error,
                             ),
                         }
+                    }
+                    if let Some(cache) = &self.cache {
+                        cache.put(stream.id, &executed.state, executed.version);
                     }
                     return Ok(executed);
                 }
@@ -557,6 +568,26 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         decode.finish(read)
     }
 
+    /// The current state of `stream`: from the cache when it holds the stream (then only
+    /// the events after the cached state are read), else loaded; the cache is updated.
+    fn load_current(&self, stream: StreamRef<'_>) -> Result<Versioned<A>, Error> {
+        let Some(cache) = &self.cache else {
+            return self.load_up_to(stream, u64::MAX);
+        };
+        let (state, from) = match cache.get(stream.id) {
+            Some(mut state) => {
+                let from = state.version;
+                self.catch_up(stream, &mut state, u64::MAX)?;
+                (state, Some(from))
+            }
+            None => (self.load_up_to(stream, u64::MAX)?, None),
+        };
+        if state.version > 0 && from != Some(state.version) {
+            cache.put(stream.id, &state.state, state.version);
+        }
+        Ok(state)
+    }
+
     /// The state of `stream` after the events up to version `up_to`.
     fn load_up_to(&self, stream: StreamRef<'_>, up_to: u64) -> Result<Versioned<A>, Error> {
         let mut loaded = match A::SNAPSHOT {
@@ -601,5 +632,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         catch_up.finish(read)?;
         crate::trace::loaded(stream, state.version, state.version - from);
         Ok(())
+    }
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate + Clone + Send + 'static,
+    S: EventStore,
+{
+    /// Keeps the states of up to `capacity` recently used aggregates in memory (a
+    /// [`StateCache`]), so that a command on a hot aggregate reads only the events appended
+    /// since its last use instead of its whole stream. Correct with other writers: the
+    /// cached state is always caught up with the store before it is used, and a command
+    /// decided on a state another process moved on meets a conflict at append and is
+    /// retried. Needs `A: Clone` (a command's result is copied into the cache).
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(StateCache::<A>::new(capacity)));
+        self
     }
 }
