@@ -1,5 +1,7 @@
 //! A bank account kept in a durable store: run it twice and the second run shows the
-//! history the first one recorded.
+//! history the first one recorded. It also shows the temporal queries (the state at a
+//! version, and as of a time), snapshots every 10 events, and every withdrawal listed by
+//! event type across accounts.
 //!
 //! ```text
 //! cargo run --example bank_account                      # SQLite file ./bank_account.db
@@ -7,7 +9,7 @@
 //! ES_POSTGRES_URL=postgres://... cargo run --example bank_account -- --postgres
 //! ```
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use es_core::{
     Aggregate, Event, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamRef,
@@ -19,6 +21,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 struct AccountOpened {
     owner: String,
+    /// The opening balance (absent in accounts opened by earlier releases: 0).
+    #[serde(default)]
+    initial: u64,
 }
 
 /// Version 1 (stored as `FundsAdded` by an older release) had no currency.
@@ -44,8 +49,8 @@ struct MoneyWithdrawn {
     amount: u64,
 }
 
-#[derive(Debug, Default, Aggregate)]
-#[aggregate(name = "BankAccount")]
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(name = "BankAccount", snapshot_every = 10)]
 struct BankAccount {
     owner: String,
     balance: u64,
@@ -56,6 +61,7 @@ struct BankAccount {
 impl BankAccount {
     fn opened(&mut self, e: &AccountOpened) {
         self.owner.clone_from(&e.owner);
+        self.balance = e.initial;
         self.open = true;
     }
     fn deposited(&mut self, e: &MoneyDeposited) {
@@ -78,11 +84,16 @@ enum BankError {
 
 impl BankAccount {
     fn open(&self, owner: &str) -> Result<AccountOpened, BankError> {
+        self.open_with(owner, 0)
+    }
+
+    fn open_with(&self, owner: &str, initial: u64) -> Result<AccountOpened, BankError> {
         if self.open {
             return Err(BankError::AlreadyOpen);
         }
         Ok(AccountOpened {
             owner: owner.into(),
+            initial,
         })
     }
 
@@ -212,6 +223,75 @@ fn run<S: EventStore + Clone>(store: S) -> Result<(), Box<dyn std::error::Error>
             "  stored as {} v{} {} -> read as {:?}",
             entry.record.event_type, entry.record.schema_version, entry.record.payload, entry.event
         );
+    }
+    temporal(&repo, &store)
+}
+
+/// The state at a version and as of a time, snapshots, and events by type, on an account
+/// opened for this run.
+fn temporal<S: EventStore>(
+    repo: &Repository<BankAccount, S>,
+    store: &S,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // A new account per run (runs may follow each other within a second).
+    let id = format!(
+        "acc-t-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros())
+    );
+    repo.execute(&id, |acc| acc.open_with("Bob", 1000))?;
+    repo.execute(&id, |acc| acc.deposit(500))?;
+    // A moment between the second and the third event.
+    std::thread::sleep(Duration::from_millis(5));
+    let between = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(5));
+    repo.execute(&id, |acc| acc.withdraw(200))?;
+    repo.execute(&id, |acc| acc.deposit(100))?;
+
+    let now = repo.load(&id)?.ok_or("opened above")?;
+    println!(
+        "{id}: opened with 1000, deposit 500, withdraw 200, deposit 100 -> balance {} at version {}",
+        now.state.balance, now.version
+    );
+    let at_3 = repo.load_at(&id, 3)?.ok_or("version 3 exists")?;
+    println!("{id} at version 3: balance {}", at_3.state.balance);
+    let as_of = repo.load_as_of(&id, between)?.ok_or("opened before")?;
+    println!(
+        "{id} as of the moment between its 2nd and 3rd event: balance {} at version {}",
+        as_of.state.balance, as_of.version
+    );
+
+    // Snapshots every 10 events (`snapshot_every = 10`): 8 more deposits reach version 12.
+    for _ in 0..8 {
+        repo.execute(&id, |acc| acc.deposit(10))?;
+    }
+    let stream = StreamRef::new(BankAccount::AGGREGATE_TYPE, &id);
+    match store.load_snapshot(stream, 1, u64::MAX)? {
+        Some(snapshot) => println!(
+            "{id}: snapshot taken at version {} ({}); a load reads it and the {} events after it",
+            snapshot.stream_version,
+            snapshot.state,
+            repo.load(&id)?.map_or(0, |acc| acc.version) - snapshot.stream_version
+        ),
+        None => println!("{id}: this store keeps no snapshots"),
+    }
+
+    println!("every withdrawal of every bank account, by event type:");
+    let mut from = 0;
+    loop {
+        let page = repo.events_of::<MoneyWithdrawn>(from, 100)?;
+        let Some(last) = page.last() else { break };
+        from = last.record.global_position + 1;
+        for entry in &page {
+            println!(
+                "  #{:<4} {} v{}: {}",
+                entry.record.global_position,
+                entry.record.stream_id,
+                entry.record.stream_version,
+                entry.event.amount
+            );
+        }
     }
     Ok(())
 }
