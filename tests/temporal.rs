@@ -150,3 +150,60 @@ fn async_repository() {
             assert_eq!(repo.history_range("acc", 2..=3).await.unwrap().len(), 2);
         });
 }
+
+/// The same account type with snapshots every 2 events.
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(name = "TemporalAccount", snapshot_every = 2)]
+struct SnappedAccount {
+    balance: u64,
+}
+
+#[applies(event_enum = SnappedEvent)]
+impl SnappedAccount {
+    fn opened(&mut self, e: &Opened) {
+        self.balance = e.initial;
+    }
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+    fn withdrawn(&mut self, e: &Withdrawn) {
+        self.balance -= e.amount;
+    }
+}
+
+#[test]
+fn as_of_queries_with_snapshots_use_only_snapshots_taken_by_then() {
+    let clock = ManualClock::new(start());
+    let store = InMemoryStore::with_clock(clock.clone());
+    let repo = Repository::<SnappedAccount, _>::new(store.clone());
+    repo.execute_infallible("acc", |_| Opened { initial: 1000 })
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+    repo.execute_infallible("acc", |_| Deposited { amount: 500 })
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+    repo.execute_infallible("acc", |_| Withdrawn { amount: 200 })
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+    repo.execute_infallible("acc", |_| Deposited { amount: 100 })
+        .unwrap();
+    let snapshot = es_core::EventStore::load_snapshot(
+        &store,
+        es_core::StreamRef::new("TemporalAccount", "acc"),
+        1,
+        u64::MAX,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(snapshot.stream_version, 4, "snapshots at 2 and 4");
+    for (seconds, balance, version) in [(0, 1000, 1), (90, 1500, 2), (150, 1300, 3), (999, 1400, 4)]
+    {
+        let at = start() + Duration::from_secs(seconds);
+        let loaded = repo.load_as_of("acc", at).unwrap().unwrap();
+        assert_eq!(
+            (loaded.state.balance, loaded.version),
+            (balance, version),
+            "as of {seconds} s"
+        );
+    }
+}

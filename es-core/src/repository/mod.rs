@@ -278,20 +278,26 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The aggregate as it was at time `at`: the state after the events the store
     /// recorded at or before `at`, read in version order up to the first one recorded
-    /// after it. `None` if no event was recorded by then. (Stores stamp events with their
+    /// after it, starting from the latest snapshot if it was taken by `at` (with one
+    /// clock, every event a snapshot covers was recorded before the snapshot was taken). `None` if no event was recorded by then. (Stores stamp events with their
     /// [`Clock`](crate::Clock); give one a [`ManualClock`](crate::ManualClock) to test
     /// this without sleeping.)
     pub fn load_as_of(&self, id: &str, at: SystemTime) -> Result<Option<Versioned<A>>, Error> {
         if let Some(clash) = self.clash {
             return Err(clash.error());
         }
-        let mut loaded = Versioned::initial();
-        self.catch_up_until(
-            StreamRef::new(A::AGGREGATE_TYPE, id),
-            &mut loaded,
-            u64::MAX,
-            Some(at),
-        )?;
+        let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
+        // The latest snapshot, if it was taken by then: every event it covers was
+        // recorded before it was taken.
+        let mut loaded = match A::SNAPSHOT {
+            Some(policy) => {
+                let found = self.store.load_snapshot(stream, policy.version, u64::MAX);
+                let found = found.map(|s| s.filter(|snapshot| snapshot.taken_at <= at));
+                command::restore(stream, found)
+            }
+            None => Versioned::initial(),
+        };
+        self.catch_up_until(stream, &mut loaded, u64::MAX, Some(at))?;
         Ok((loaded.version > 0).then_some(loaded))
     }
 
