@@ -2,7 +2,8 @@
 //!
 //! Each test builds a version-1 schema exactly as es-postgres's version-1 code did (the DDL
 //! below is that code's, verbatim; the rows are written as its append wrote them), then
-//! connects today's [`PostgresStore`], which migrates it to version 2.
+//! connects today's [`PostgresStore`], which migrates it through version 2 to version 3 (the
+//! by-type index and snapshots).
 //!
 //! Needs a server: set `ES_POSTGRES_URL` (e.g. `eval "$(bash .ci/postgres.sh)"`). Without
 //! it the tests are skipped with a message, except under CI (`CI` set), where they fail.
@@ -20,9 +21,9 @@ use es_core::{
     StoreError, StreamRef, Uuid,
 };
 use es_postgres::PostgresStore;
+use es_postgres::postgres::Client;
 use es_postgres::postgres::error::SqlState;
 use es_postgres::postgres::types::Json;
-use es_postgres::postgres::{Client, NoTls};
 use es_store_tests::{Account, assert_conflict};
 use serde_json::{Value, json};
 /// What es-postgres's version-1 `migrate` ran in a new schema (`{s}` is the quoted schema,
@@ -184,7 +185,7 @@ fn create_v1(url: &str, events: &[V1Event]) -> (Schema, Client) {
         url: url.to_owned(),
         name: fresh_schema(),
     };
-    let mut client = Client::connect(url, NoTls).expect("connect to PostgreSQL");
+    let mut client = es_postgres::connect_client(url).expect("connect to PostgreSQL");
     let quoted = format!("\"{}\"", schema.name);
     let mut tx = client.transaction().unwrap();
     tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
@@ -364,8 +365,8 @@ fn a_release1_schema_is_migrated_and_reads_back_unchanged() {
     let store = PostgresStore::connect_with_schema(&url, name).expect("open a version-1 schema");
     assert_eq!(
         versions_stored(&mut client, name),
-        [1, 2],
-        "one row for version 2"
+        [1, 2, 3],
+        "one row for each version, 2 and 3"
     );
     assert_eq!(
         relation_kind(&mut client, name, "es_commands").as_deref(),
@@ -531,7 +532,7 @@ fn a_release1_schema_is_migrated_and_reads_back_unchanged() {
 
     // Connecting again migrates nothing.
     let store = PostgresStore::connect_with_schema(&url, name).unwrap();
-    assert_eq!(versions_stored(&mut client, name), [1, 2]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
     assert_eq!(store.stream_version(acc1_stream).unwrap(), 5);
     assert_eq!(
         store.find_idempotency_key(acc2_stream, "k").unwrap(),
@@ -593,7 +594,7 @@ fn a_failing_migration_leaves_the_release1_schema_as_it_was() {
         .batch_execute(&format!("DROP VIEW \"{name}\".es_streams"))
         .unwrap();
     let store = PostgresStore::connect_with_schema(&url, name).unwrap();
-    assert_eq!(versions_stored(&mut client, name), [1, 2]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
     assert_eq!(store.read_all(1, 100).unwrap().len(), V1_EVENTS.len());
 }
 
@@ -629,7 +630,7 @@ fn a_migration_failing_after_its_ddl_rolls_all_of_it_back() {
         ))
         .unwrap();
     PostgresStore::connect_with_schema(&url, name).unwrap();
-    assert_eq!(versions_stored(&mut client, name), [1, 2]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
     assert_eq!(positive_check(&mut client, name), Some(false));
 }
 
@@ -657,7 +658,7 @@ fn stores_opening_a_release1_schema_at_once_migrate_it_once() {
         });
         assert_eq!(
             versions_stored(&mut client, name),
-            [1, 2],
+            [1, 2, 3],
             "round {round}: the migration ran exactly once"
         );
         let expected_streams: Vec<(String, String, i64)> = V1_STREAMS
@@ -722,7 +723,7 @@ fn a_negative_stream_version_from_release1_is_reported_after_migration() {
     );
     let store = PostgresStore::connect_with_schema(&url, name)
         .expect("the migration does not trip over old damage");
-    assert_eq!(versions_stored(&mut client, name), [1, 2]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
     assert_eq!(positive_check(&mut client, name), Some(false));
 
     let assert_reported = |read: Result<Vec<RecordedEvent>, StoreError>,
@@ -816,7 +817,7 @@ fn release1_append_in_flight_during_the_migration(inserted: bool) {
     let name = schema.name.as_str();
 
     // The version-1 append: take position 9 for version 4 of acc-1.
-    let mut old_release = Client::connect(&url, NoTls).unwrap();
+    let mut old_release = es_postgres::connect_client(&url).unwrap();
     let mut append = old_release.transaction().unwrap();
     let last: i64 = append
         .query_one(
@@ -864,7 +865,7 @@ fn release1_append_in_flight_during_the_migration(inserted: bool) {
         append.commit().unwrap();
         migrating.join().unwrap().expect("the migration")
     });
-    assert_eq!(versions_stored(&mut client, name), [1, 2]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
 
     let acc1 = StreamRef::new("Account", "acc-1");
     assert_eq!(

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use es_core::{EventStore, ExecuteOptions, ExpectedVersion, Repository, StoreError, StreamRef};
 use es_postgres::postgres::config::Host;
-use es_postgres::postgres::{Client, Config, NoTls};
+use es_postgres::postgres::{Client, Config};
 use es_postgres::{AcquireTimeout, Options, PostgresStore};
 use es_store_tests::{Account, events};
 
 #[path = "support/postgres.rs"]
 mod support;
-use support::{Schema, unique, url, with_param};
+use support::{Schema, unique, url, with_param, without_tls_params};
 /// A value quoted for a `key=value` connection string.
 fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -32,7 +32,9 @@ fn quoted(value: &str) -> String {
 
 /// The server's TCP address, from `url`.
 fn server_address(url: &str) -> String {
-    let config: Config = url.parse().expect("ES_POSTGRES_URL parses");
+    let config: Config = without_tls_params(url)
+        .parse()
+        .expect("ES_POSTGRES_URL parses");
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
         other => panic!(
@@ -49,11 +51,14 @@ fn server_address(url: &str) -> String {
 }
 
 /// A connection string like `url`, but to 127.0.0.1:`port` (the proxy), with
-/// `application_name` set to `app`.
+/// `application_name` set to `app`, unencrypted: the proxy reads the protocol's messages to
+/// cut the connection at the right one.
 fn via_port(url: &str, port: u16, app: &str) -> String {
-    let config: Config = url.parse().expect("ES_POSTGRES_URL parses");
+    let config: Config = without_tls_params(url)
+        .parse()
+        .expect("ES_POSTGRES_URL parses");
     let mut text = format!(
-        "host=127.0.0.1 port={port} application_name={}",
+        "host=127.0.0.1 port={port} sslmode=disable application_name={}",
         quoted(app)
     );
     if let Some(user) = config.get_user() {
@@ -559,7 +564,7 @@ fn idle_connections_the_server_closed_are_not_handed_out() {
     )
     .unwrap();
     warm_up(&store, 6);
-    let mut monitor = Client::connect(&url, NoTls).unwrap();
+    let mut monitor = es_postgres::connect_client(&url).unwrap();
     let killed = terminate_sessions(&mut monitor, &app);
     assert!(
         killed >= 2,
@@ -641,7 +646,7 @@ fn server_errors_show_the_servers_message_and_code() {
     store
         .append(stream, ExpectedVersion::NoStream, &events(1, 1))
         .unwrap();
-    Client::connect(&url, NoTls)
+    es_postgres::connect_client(&url)
         .unwrap()
         .batch_execute(&format!("DROP TABLE \"{}\".es_events CASCADE", schema.name))
         .unwrap();

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use es_core::{EventStore, ExpectedVersion, StreamRef};
-use es_postgres::postgres::{Client, NoTls};
+use es_postgres::postgres::Client;
 use es_postgres::{Options, PostgresStore};
 use es_store_tests::{Fixture, events, read_everything};
 type Store = Fixture<PostgresStore, Schema>;
@@ -27,7 +27,7 @@ fn make() -> Store {
 }
 
 fn client(store: &Store) -> Client {
-    Client::connect(&store.guard().url, NoTls).expect("connect a second client")
+    es_postgres::connect_client(&store.guard().url).expect("connect a second client")
 }
 
 /// `jsonb` cannot hold invalid JSON, so the damage is metadata of the wrong shape.
@@ -290,7 +290,7 @@ fn a_newer_schema_is_refused_with_an_error() {
     let (url, name) = (store.guard().url.clone(), store.guard().name.clone());
     client(&store)
         .batch_execute(&format!(
-            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (3)"
+            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (4)"
         ))
         .unwrap();
     let error = PostgresStore::connect_with_schema(&url, &name).unwrap_err();
@@ -298,8 +298,8 @@ fn a_newer_schema_is_refused_with_an_error() {
         matches!(
             error,
             es_postgres::Error::SchemaTooNew {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
@@ -322,7 +322,7 @@ fn appends_and_migrations_ignore_a_serializable_default() {
         name: name.clone(),
     };
     // Sessions really default to SERIALIZABLE.
-    let level: String = Client::connect(&url, NoTls)
+    let level: String = es_postgres::connect_client(&url)
         .unwrap()
         .query_one("SHOW default_transaction_isolation", &[])
         .unwrap()

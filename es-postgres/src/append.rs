@@ -10,7 +10,7 @@ use es_core::{
 };
 use postgres::error::SqlState;
 use postgres::types::{IsNull, Json, ToSql, Type, to_sql_checked};
-use postgres::{GenericClient, Transaction};
+use postgres::{GenericClient, Row, Transaction};
 
 use crate::error::{CounterError, backend};
 use crate::schema;
@@ -58,10 +58,11 @@ pub(crate) enum GiveBack {
 ///
 /// ```no_run
 /// use es_core::{ExpectedVersion, Metadata, NewEvent, StreamRef};
-/// use es_postgres::postgres::{Client, IsolationLevel, NoTls};
+/// use es_postgres::postgres::IsolationLevel;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut client = Client::connect("postgres://es:es@localhost/es", NoTls)?;
+/// // The same connection string as the store's, TLS parameters included.
+/// let mut client = es_postgres::connect_client("postgres://es:es@localhost/es")?;
 /// let mut tx = client
 ///     .build_transaction()
 ///     .isolation_level(IsolationLevel::ReadCommitted)
@@ -163,6 +164,11 @@ pub(crate) fn current_version<Q: Query>(
             &[&stream.aggregate_type, &stream.id],
         )
         .map_err(backend)?;
+    version_of(row.as_ref(), stream)
+}
+
+/// The stream version in the row of [`Statements::stream_version`] (none: no stream).
+pub(crate) fn version_of(row: Option<&Row>, stream: StreamRef<'_>) -> Result<u64, StoreError> {
     let Some(row) = row else {
         return Ok(0);
     };
@@ -183,6 +189,16 @@ pub(crate) fn find_key<Q: Query>(
             &[&stream.aggregate_type, &stream.id, &key],
         )
         .map_err(backend)?;
+    key_outcome(row.as_ref(), stream, key)
+}
+
+/// The outcome recorded in the row of [`Statements::find_key`] for `key` (none: the key
+/// was never committed on `stream`).
+pub(crate) fn key_outcome(
+    row: Option<&Row>,
+    stream: StreamRef<'_>,
+    key: &str,
+) -> Result<Option<AppendOutcome>, StoreError> {
     let Some(row) = row else {
         return Ok(None);
     };
@@ -194,7 +210,133 @@ pub(crate) fn find_key<Q: Query>(
     stored_idempotent_outcome(stream, key, version, first, count).map(Some)
 }
 
+/// The outcome of an empty batch to a stream at version `current` whose expectation held:
+/// nothing written, the next position reported (`last` is the counter).
+pub(crate) fn empty_outcome(
+    stream: StreamRef<'_>,
+    current: u64,
+    last: i64,
+) -> Result<AppendOutcome, StoreError> {
+    let next = stored_u64(last, stream, "last global position")? + 1;
+    Ok(AppendOutcome {
+        stream_version: current,
+        global_positions: next..next,
+        duplicate: false,
+    })
+}
+
+/// The number of events of a non-empty batch, as the counter update takes it.
+pub(crate) fn batch_count(stream: StreamRef<'_>, events: &[NewEvent]) -> Result<i64, StoreError> {
+    i64::try_from(events.len()).map_err(|_| StoreError::Invalid {
+        stream: stream.to_key(),
+        reason: format!("a batch of {} events is too large", events.len()),
+    })
+}
+
+/// The first of the `count` positions an append took, given the counter after it took
+/// them (`last`); refused if the counter was negative before.
+pub(crate) fn first_position(schema: &str, last: i64, count: i64) -> Result<i64, StoreError> {
+    let first = last - count + 1;
+    if first < 1 {
+        // Positions start at 1: the counter was negative before this append.
+        return Err(StoreError::backend(CounterError::Negative {
+            schema: schema.to_owned(),
+            before: last - count,
+        }));
+    }
+    Ok(first)
+}
+
+/// Checks `expected` against the stream's version `current`, and that `count` more events
+/// fit: the version the new events follow, as stored.
+pub(crate) fn checked_current(
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    current: u64,
+    count: i64,
+) -> Result<i64, StoreError> {
+    if !expected.is_satisfied_by(current) {
+        return Err(StoreError::conflict(stream, expected, current));
+    }
+    i64::try_from(current)
+        .ok()
+        .filter(|c| c.checked_add(count).is_some())
+        .ok_or_else(|| StoreError::Invalid {
+            stream: stream.to_key(),
+            reason: "the stream version would overflow".to_owned(),
+        })
+}
+
+/// The parameters of [`Statements::insert`] for one batch, in their columnar form.
+pub(crate) struct InsertParams<'a> {
+    first: i64,
+    stream: StreamRef<'a>,
+    current: i64,
+    recorded_at: SystemTime,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    versions: Vec<i64>,
+    payloads: Vec<JsonText<'a>>,
+    metadata: Vec<Json<&'a es_core::Metadata>>,
+    key: Option<&'a str>,
+}
+
+impl<'a> InsertParams<'a> {
+    /// `events` appended to `stream` after version `current`, from global position
+    /// `first`, recorded now.
+    pub(crate) fn new(
+        stream: StreamRef<'a>,
+        first: i64,
+        current: i64,
+        events: &'a [NewEvent],
+        key: Option<&'a str>,
+    ) -> Self {
+        Self {
+            first,
+            stream,
+            current,
+            recorded_at: SystemTime::now(),
+            ids: events.iter().map(|e| e.event_id).collect(),
+            types: events.iter().map(|e| e.event_type.as_ref()).collect(),
+            versions: events.iter().map(|e| i64::from(e.schema_version)).collect(),
+            payloads: events.iter().map(|e| JsonText(e.payload.get())).collect(),
+            metadata: events.iter().map(|e| Json(&e.metadata)).collect(),
+            key,
+        }
+    }
+
+    /// The statement's parameters, `$1` to `$11`.
+    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.first,
+            &self.stream.aggregate_type,
+            &self.stream.id,
+            &self.current,
+            &self.recorded_at,
+            &self.ids,
+            &self.types,
+            &self.versions,
+            &self.payloads,
+            &self.metadata,
+            &self.key,
+        ]
+    }
+}
+
+/// The outcome of a batch of `count` events written after stream version `current` at
+/// global positions `first..=last`.
+pub(crate) fn appended_outcome(current: u64, count: usize, first: i64, last: i64) -> AppendOutcome {
+    AppendOutcome {
+        stream_version: current + count as u64,
+        global_positions: first.unsigned_abs()..last.unsigned_abs() + 1,
+        duplicate: false,
+    }
+}
+
 /// The append itself; see [`append_in_transaction`].
+///
+/// The async store runs the same steps, with the same helpers, in
+/// `asynchronous::append`: a change here belongs there too.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn append_with<Q: Query>(
     tx: &mut Transaction<'_>,
@@ -215,39 +357,22 @@ pub(crate) fn append_with<Q: Query>(
             }
         }
         let current = current_version(tx, sql, stream)?;
-        if !expected.is_satisfied_by(current) {
-            return Err(StoreError::conflict(stream, expected, current));
-        }
+        checked_current(stream, expected, current, 0)?;
         let last: i64 = tx
             .query_one(sql.last_position.stmt(), &[])
             .and_then(|row| row.try_get(0))
             .map_err(backend)?;
-        let next = stored_u64(last, stream, "last global position")? + 1;
-        return Ok(AppendOutcome {
-            stream_version: current,
-            global_positions: next..next,
-            duplicate: false,
-        });
+        return empty_outcome(stream, current, last);
     }
 
-    let count = i64::try_from(events.len()).map_err(|_| StoreError::Invalid {
-        stream: stream.to_key(),
-        reason: format!("a batch of {} events is too large", events.len()),
-    })?;
+    let count = batch_count(stream, events)?;
     // 1. Take the positions. The counter row stays locked until the transaction ends, so
     //    appends commit in position order: see the crate docs.
     let last: i64 = tx
         .query_one(sql.take_positions.stmt(), &[&count])
         .and_then(|row| row.try_get(0))
         .map_err(backend)?;
-    let first = last - count + 1;
-    if first < 1 {
-        // Positions start at 1: the counter was negative before this append.
-        return Err(StoreError::backend(CounterError::Negative {
-            schema: schema.to_owned(),
-            before: last - count,
-        }));
-    }
+    let first = first_position(schema, last, count)?;
     // 2. A key already committed wins over the expected version (a retried append carries
     //    the version its first attempt expected). No other append can run until this
     //    transaction ends, so neither check can race.
@@ -267,54 +392,27 @@ pub(crate) fn append_with<Q: Query>(
     }
     // 3. Check the expectation.
     let current = current_version(tx, sql, stream)?;
-    if !expected.is_satisfied_by(current) {
-        give_back_positions(tx)?;
-        return Err(StoreError::conflict(stream, expected, current));
-    }
-    let current_sql = i64::try_from(current)
-        .ok()
-        .filter(|c| c.checked_add(count).is_some())
-        .ok_or_else(|| StoreError::Invalid {
-            stream: stream.to_key(),
-            reason: "the stream version would overflow".to_owned(),
-        })?;
+    let current_sql = match checked_current(stream, expected, current, count) {
+        Ok(current_sql) => current_sql,
+        Err(error) => {
+            if error.is_conflict() {
+                give_back_positions(tx)?;
+            }
+            return Err(error);
+        }
+    };
     // 4. Insert the batch, the stream's version and the key in one statement.
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_ref()).collect();
-    let versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
-    let payloads: Vec<JsonText<'_>> = events.iter().map(|e| JsonText(e.payload.get())).collect();
-    let metadata: Vec<Json<&es_core::Metadata>> =
-        events.iter().map(|e| Json(&e.metadata)).collect();
-    let recorded_at = SystemTime::now();
-    tx.execute(
-        sql.insert.stmt(),
-        &[
-            &first,
-            &stream.aggregate_type,
-            &stream.id,
-            &current_sql,
-            &recorded_at,
-            &ids,
-            &types,
-            &versions,
-            &payloads,
-            &metadata,
-            &options.idempotency_key,
-        ],
-    )
-    .map_err(|e| insert_error(e, schema, first, give_back, stream, expected, current))?;
-    Ok(AppendOutcome {
-        stream_version: current + events.len() as u64,
-        global_positions: first.unsigned_abs()..last.unsigned_abs() + 1,
-        duplicate: false,
-    })
+    let params = InsertParams::new(stream, first, current_sql, events, options.idempotency_key);
+    tx.execute(sql.insert.stmt(), &params.as_params())
+        .map_err(|e| insert_error(e, schema, first, give_back, stream, expected, current))?;
+    Ok(appended_outcome(current, events.len(), first, last))
 }
 
 /// Maps an insert failure: a duplicate event id is the caller's mistake; a duplicate
 /// stream version (only possible if something bypassed the counter lock) is a conflict in
 /// the store's own appends and an error in the caller's transaction, which it aborted; a
 /// duplicate global position means the counter is behind.
-fn insert_error(
+pub(crate) fn insert_error(
     error: postgres::Error,
     schema: &str,
     first: i64,

@@ -5,8 +5,9 @@
 /// Errors while appending or reading are [`es_core::StoreError`]s; this type only covers
 /// [`PostgresStore::connect`](crate::PostgresStore::connect),
 /// [`PostgresStore::connect_with_schema`](crate::PostgresStore::connect_with_schema) and
-/// [`PostgresStore::connect_with_options`](crate::PostgresStore::connect_with_options).
-/// Messages never repeat the connection URL, which may hold a password.
+/// [`PostgresStore::connect_with_options`](crate::PostgresStore::connect_with_options)
+/// (and the same three functions of the async store, `AsyncPostgresStore`, feature
+/// `async`). Messages never repeat the connection URL, which may hold a password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -19,6 +20,52 @@ pub enum Error {
         /// The parser's error.
         #[source]
         source: postgres::Error,
+    },
+    /// A connection parameter (`sslmode`, `sslrootcert`, or another TLS parameter) has a
+    /// value es-postgres does not accept, or is one it does not support.
+    #[error("invalid connection parameter `{parameter}`: {reason}")]
+    InvalidParameter {
+        /// The parameter's name.
+        parameter: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The CA file named by `sslrootcert` cannot be used.
+    #[error(
+        "cannot use `sslrootcert={}` as the CA: {reason}; give the path of a PEM file holding the certificate of the CA that signed the server's certificate, or `sslrootcert=system` for the system's trust store",
+        path.display()
+    )]
+    RootCert {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS library could not be set up.
+    #[error("cannot set up TLS for PostgreSQL: {reason}")]
+    Tls {
+        /// What failed.
+        reason: String,
+    },
+    /// The server was reached, but the TLS handshake failed: most often its certificate
+    /// is not signed by a trusted CA or is not for the host name connected to.
+    #[error(
+        "cannot connect to PostgreSQL over TLS: {}; es verifies the server's certificate whenever TLS is used (with sslmode prefer, require, verify-ca and verify-full): set `sslrootcert=/path/to/ca.crt` to the CA that signed it, connect to a host name the certificate is for (or use sslmode=verify-ca, which does not check the name), or use sslmode=disable for an unencrypted connection",
+        describe(.source)
+    )]
+    TlsHandshake {
+        /// The driver's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// No thread could be started to run the driver outside the calling tokio runtime.
+    #[error(
+        "cannot start a thread to run the PostgreSQL driver outside the tokio runtime that called `connect`: {source}; call it from `tokio::task::spawn_blocking`, or use the async store in async code"
+    )]
+    Thread {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
     /// The schema name is not a plain identifier.
     #[error(
@@ -64,6 +111,12 @@ pub enum Error {
         /// The newest version this code knows.
         supported: i32,
     },
+    /// The async store (`AsyncPostgresStore`, feature `async`) was opened outside a Tokio
+    /// runtime: its connections run as tasks of the runtime it is opened on.
+    #[error(
+        "the async PostgreSQL event store must be opened inside a Tokio runtime (its connections are tasks of that runtime); open it from `#[tokio::main]`, a `tokio::spawn`ed task or `Runtime::block_on`, on a runtime with its I/O and time drivers enabled"
+    )]
+    NoRuntime,
 }
 
 /// No pooled connection became free within

@@ -118,6 +118,60 @@
 //! [duplicate](es_core::AppendOutcome::duplicate). Without a key, a retry appends the
 //! events a second time.
 //!
+//! ## TLS
+//!
+//! Connections use TLS (rustls) as the connection string's `sslmode` says, with libpq's
+//! names: `disable` (plaintext), `prefer` (the default: TLS if the server offers it),
+//! `require`, `verify-ca` and `verify-full` (TLS or nothing). `sslrootcert=/path/ca.crt`
+//! names the PEM file of the CA to trust (`sslrootcert=system`, or no `sslrootcert`: the
+//! operating system's trust store). Both URL forms take them:
+//!
+//! ```text
+//! postgres://app:secret@db.internal/billing?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.crt
+//! host=db.internal user=app dbname=billing sslmode=verify-full sslrootcert=/etc/ssl/db-ca.crt
+//! ```
+//!
+//! **Whenever TLS is used, the server's certificate is verified**: with `prefer`,
+//! `require` and `verify-full`, it must chain to a trusted CA and be for the host name (or
+//! IP address) connected to; with `verify-ca`, only the chain is checked. That is stricter
+//! than libpq, whose `prefer` and `require` accept any certificate: encryption with an
+//! unchecked certificate stops someone who can only listen, but not someone who can
+//! intercept, who presents a certificate of their own and reads the events and the login.
+//! A server with a self-signed certificate (Debian's default `ssl-cert-snakeoil`, for one)
+//! therefore needs `sslrootcert` naming that certificate or its CA, or `sslmode=disable`;
+//! the error says so ([`Error::TlsHandshake`]). `prefer` falls back to plaintext when the
+//! server offers no TLS, which an attacker on the path can fake: use `verify-full` (or
+//! `require`) where the network is not trusted. Client certificates (`sslcert`, `sslkey`)
+//! are not supported and are refused with [`Error::InvalidParameter`], as is an unknown
+//! `sslmode`.
+//!
+//! [`connect_client`] opens a plain [`postgres::Client`] from the same connection string,
+//! with the same TLS, for the transactions you pass to [`append_in_transaction`].
+//!
+//! ## Async code and tokio
+//!
+//! [`PostgresStore`] is synchronous: each call blocks its thread until the server
+//! answers. Use it from ordinary threads, or from async code through
+//! `tokio::task::spawn_blocking`; in async code, the async store (`AsyncPostgresStore`,
+//! feature `async`) does not block the runtime's threads at all.
+//!
+//! The `postgres` driver under [`PostgresStore`] runs a tokio runtime of its own, and
+//! tokio panics when a runtime is started or dropped on a thread that already runs one:
+//! calling the driver from an async task panics, and dropping one of its connections
+//! there aborts the process. The store does not let that happen: on a thread that knows a
+//! tokio runtime (an async task, `block_on`, or a `spawn_blocking` thread: tokio offers no
+//! way to tell them apart), each call runs the driver on a short-lived thread of its own
+//! and waits for it, and a store dropped there closes its connections on another thread.
+//! So a call from an async task works, but it still blocks that task's worker thread for
+//! the whole call, as any blocking call does: prefer `spawn_blocking` or the async store.
+//!
+//! The async store, `AsyncPostgresStore` (feature `async`, off by default so that sync
+//! users compile no pool), implements `es_core::AsyncEventStore` on tokio-postgres with a
+//! deadpool pool. It uses the same tables, SQL, checks, locking and pool rules as
+//! [`PostgresStore`] (this page's sections hold for both), takes the same connection
+//! strings and [`Options`], and the two can serve one schema at once. Open and use it
+//! inside a tokio runtime.
+//!
 //! ## Upgrading a database
 //!
 //! The first store of a newer release to connect migrates the schema in one transaction,
@@ -148,18 +202,26 @@
 #![warn(missing_docs)]
 
 mod append;
+#[cfg(feature = "async")]
+mod asynchronous;
 mod error;
+mod offload;
 mod options;
 mod pool;
 mod row;
 mod schema;
+mod snapshot;
 mod statements;
 mod store;
+mod tls;
 
 pub use append::{append_in_transaction, append_in_transaction_with};
+#[cfg(feature = "async")]
+pub use asynchronous::AsyncPostgresStore;
 pub use error::{AcquireTimeout, Error};
 pub use options::Options;
 pub use store::{DEFAULT_APPLICATION_NAME, PostgresStore};
+pub use tls::connect_client;
 
 /// The `postgres` driver this crate is built with, for opening the connection whose
 /// transaction you pass to [`append_in_transaction`] without a version mismatch.

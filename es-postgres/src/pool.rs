@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use es_core::StoreError;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
 use crate::error::{AcquireTimeout, backend};
 use crate::statements::Statements;
@@ -20,6 +20,17 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Pool {
     pub(crate) idle: Vec<Idle>,
     pub(crate) open: usize,
+}
+
+impl Drop for Pool {
+    /// The last clone of the store is gone: its idle connections close, off the tokio
+    /// runtime if it was dropped inside one (where dropping a driver client panics).
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.idle);
+        if !idle.is_empty() {
+            crate::offload::drop_off_runtime(idle);
+        }
+    }
 }
 
 pub(crate) struct Idle {
@@ -74,6 +85,12 @@ impl Attempt {
     pub(crate) fn irrevocable(&mut self) {
         self.irrevocable = true;
     }
+
+    /// Whether the call may no longer run again (the async store's pool asks).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn is_irrevocable(&self) -> bool {
+        self.irrevocable
+    }
 }
 
 impl PostgresStore {
@@ -87,7 +104,18 @@ impl PostgresStore {
     /// connection: nothing it did can have taken effect.
     ///
     /// [`Options::acquire_timeout`]: crate::Options::acquire_timeout
-    pub(crate) fn with_conn<T>(
+    ///
+    /// Inside a tokio runtime this runs on a thread of its own (see [`crate::offload`]).
+    pub(crate) fn with_conn<T: Send>(
+        &self,
+        f: impl FnMut(&mut Conn, &mut Attempt) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        crate::offload::blocking_store(|| self.with_conn_here(f))
+    }
+
+    /// [`with_conn`](PostgresStore::with_conn) on the current thread, which must be one
+    /// the driver may run on.
+    pub(crate) fn with_conn_here<T>(
         &self,
         mut f: impl FnMut(&mut Conn, &mut Attempt) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -182,7 +210,7 @@ impl PostgresStore {
 impl Inner {
     /// Opens a connection and prepares the statements on it.
     fn open(&self) -> Result<Conn, StoreError> {
-        let mut client = self.config.connect(NoTls).map_err(backend)?;
+        let mut client = self.config.connect(self.tls.clone()).map_err(backend)?;
         let prepared = self.sql.prepare(&mut client).map_err(backend)?;
         Ok(Conn { client, prepared })
     }

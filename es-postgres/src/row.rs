@@ -1,4 +1,4 @@
-//! Turning rows back into [`RecordedEvent`]s without trusting them.
+//! Turning rows back into [`RecordedEvent`](es_core::RecordedEvent)s without trusting them.
 //!
 //! Every column is checked: a row another program damaged yields
 //! [`StoreError::Corrupt`] naming the stream, version and event type, never a panic.
@@ -11,7 +11,9 @@ use es_core::{StoreError, Uuid, Visit, Visitor};
 use postgres::Row;
 use postgres::types::{FromSql, Type};
 
-/// The columns [`decode`] expects, in order.
+use crate::pool::Attempt;
+
+/// The columns [`visit`] expects, in order.
 pub(crate) const COLUMNS: &str = "global_position, event_id, aggregate_type, stream_id, \
      stream_version, event_type, schema_version, recorded_at, payload, metadata";
 
@@ -108,6 +110,28 @@ pub(crate) fn visit(row: &Row, visit: &mut Visitor<'_>) -> Result<Visit, StoreEr
         payload,
         metadata,
     )))
+}
+
+/// Hands one row of a read to `visitor`, as the reads of both stores do, and tells whether
+/// to read on.
+///
+/// It marks `attempt` irrevocable: a read that failed before its visitor saw a row runs
+/// again on a new connection if this one broke; after that, never, or the visitor would
+/// see events twice. It marks `attempt` abandoned if the read stops here (the visitor said
+/// stop, or the row is damaged) while the server may still be sending the rest.
+pub(crate) fn visit_row(
+    row: &Row,
+    visitor: &mut Visitor<'_>,
+    attempt: &mut Attempt,
+) -> Result<Visit, StoreError> {
+    attempt.irrevocable();
+    match visit(row, visitor) {
+        Ok(flow) if flow.is_continue() => Ok(flow),
+        stopped => {
+            attempt.abandoned = true;
+            stopped
+        }
+    }
 }
 
 #[cfg(test)]

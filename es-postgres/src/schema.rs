@@ -5,7 +5,7 @@ use postgres::GenericClient;
 use crate::error::Error;
 
 /// The table layout version this code writes and reads.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 /// First key of the advisory lock that serialises migrations (the second is the schema's
 /// hash), so two stores opening at once do not both create the tables.
@@ -96,32 +96,97 @@ fn migration(step: i32, s: &str) -> Option<String> {
                  CHECK (stream_version > 0 AND global_position > 0 AND schema_version > 0)
                  NOT VALID;"
         )),
+        // 2 -> 3: queries by event type read only matching events, and snapshots.
+        2 => Some(format!(
+            "CREATE INDEX es_events_by_type ON {s}.es_events
+                 (aggregate_type, event_type, global_position);
+             CREATE TABLE {s}.es_snapshots (
+                 aggregate_type   text        NOT NULL,
+                 stream_id        text        NOT NULL,
+                 stream_version   bigint      NOT NULL CHECK (stream_version > 0),
+                 snapshot_version integer     NOT NULL CHECK (snapshot_version > 0),
+                 taken_at         timestamptz NOT NULL,
+                 state            jsonb       NOT NULL,
+                 PRIMARY KEY (aggregate_type, stream_id, stream_version)
+             );"
+        )),
         _ => None,
     }
 }
 
+/// Whether the version table of schema `$1` exists.
+///
+/// It asks the catalog tables with a query (an MVCC snapshot), not `to_regclass`: that
+/// consults the backend's catalog cache, which can still miss a schema another session
+/// created while this one waited for the migration lock.
+pub(crate) const VERSION_TABLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relname = 'es_schema_version')";
+
+/// Whether schema `$1` exists.
+pub(crate) const SCHEMA_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
+
+/// Takes the migration lock of schema `$2` (`$1` is [`MIGRATION_LOCK`]) until the
+/// transaction ends.
+pub(crate) const TAKE_MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
+
+/// The parameters of [`TAKE_MIGRATION_LOCK`] for `schema`.
+pub(crate) fn migration_lock(schema: &str) -> (i32, &str) {
+    (MIGRATION_LOCK, schema)
+}
+
+/// The stored layout version of `schema` (NULL if none), once its version table exists.
+pub(crate) fn max_version_sql(schema: &str) -> String {
+    format!("SELECT max(version) FROM \"{schema}\".es_schema_version")
+}
+
+/// Whether a schema at layout version `found` (0: no tables) needs migrating; a layout
+/// newer than this code is refused.
+pub(crate) fn needs_migration(found: i32, schema: &str) -> Result<bool, Error> {
+    check_not_newer(found, schema)?;
+    Ok(found != SCHEMA_VERSION)
+}
+
+/// The SQL, one batch, that takes `schema` from layout version `found` to
+/// [`SCHEMA_VERSION`], run in the migration transaction once it holds the migration lock:
+/// the schema itself if it does not exist, the version table, and each step with the
+/// version it reaches.
+pub(crate) fn upgrade_script(schema: &str, found: i32, schema_exists: bool) -> String {
+    let quoted = format!("\"{schema}\"");
+    let mut script = String::new();
+    if !schema_exists {
+        script.push_str(&format!("CREATE SCHEMA {quoted};\n"));
+    }
+    if found == 0 {
+        script.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {quoted}.es_schema_version (version integer NOT NULL);\n"
+        ));
+    }
+    for step in found..SCHEMA_VERSION {
+        if let Some(sql) = migration(step, &quoted) {
+            script.push_str(sql.trim_end().trim_end_matches(';'));
+            script.push_str(";\n");
+        }
+        script.push_str(&format!(
+            "INSERT INTO {quoted}.es_schema_version (version) VALUES ({});\n",
+            step + 1
+        ));
+    }
+    script
+}
+
 /// The stored layout version, 0 if the version table does not exist.
 fn stored_version(client: &mut impl GenericClient, schema: &str) -> Result<i32, postgres::Error> {
-    // Ask the catalog tables with a query (an MVCC snapshot), not `to_regclass`: that
-    // consults the backend's catalog cache, which can still miss a schema another session
-    // created while this one waited for the migration lock.
     let exists: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = 'es_schema_version')",
-            &[&schema],
-        )?
-        .get(0);
+        .query_one(VERSION_TABLE_EXISTS, &[&schema])?
+        .try_get(0)?;
     if !exists {
         return Ok(0);
     }
     let version: Option<i32> = client
-        .query_one(
-            &format!("SELECT max(version) FROM \"{schema}\".es_schema_version"),
-            &[],
-        )?
-        .get(0);
+        .query_one(&max_version_sql(schema), &[])?
+        .try_get(0)?;
     Ok(version.unwrap_or(0))
 }
 
@@ -134,8 +199,7 @@ pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<(),
     };
     // Fast path, without locks or DDL: the usual case of an up-to-date schema.
     let found = stored_version(client, schema).map_err(migrate_err)?;
-    check_not_newer(found, schema)?;
-    if found == SCHEMA_VERSION {
+    if !needs_migration(found, schema)? {
         return Ok(());
     }
 
@@ -146,45 +210,20 @@ pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<(),
         .isolation_level(postgres::IsolationLevel::ReadCommitted)
         .start()
         .map_err(migrate_err)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&MIGRATION_LOCK, &schema],
-    )
-    .map_err(migrate_err)?;
+    let (key, name) = migration_lock(schema);
+    tx.execute(TAKE_MIGRATION_LOCK, &[&key, &name])
+        .map_err(migrate_err)?;
     // Another store may have migrated while this one waited for the lock.
     let found = stored_version(&mut tx, schema).map_err(migrate_err)?;
-    check_not_newer(found, schema)?;
-    if found == SCHEMA_VERSION {
+    if !needs_migration(found, schema)? {
         return Ok(());
     }
-    let quoted = format!("\"{schema}\"");
     let schema_exists: bool = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&schema],
-        )
-        .map_err(migrate_err)?
-        .get(0);
-    if !schema_exists {
-        tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
-            .map_err(migrate_err)?;
-    }
-    if found == 0 {
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {quoted}.es_schema_version (version integer NOT NULL)"
-        ))
+        .query_one(SCHEMA_EXISTS, &[&schema])
+        .and_then(|row| row.try_get(0))
         .map_err(migrate_err)?;
-    }
-    for step in found..SCHEMA_VERSION {
-        if let Some(sql) = migration(step, &quoted) {
-            tx.batch_execute(&sql).map_err(migrate_err)?;
-        }
-        tx.execute(
-            &format!("INSERT INTO {quoted}.es_schema_version (version) VALUES ($1)"),
-            &[&(step + 1)],
-        )
+    tx.batch_execute(&upgrade_script(schema, found, schema_exists))
         .map_err(migrate_err)?;
-    }
     tx.commit().map_err(migrate_err)
 }
 
@@ -202,6 +241,27 @@ fn check_not_newer(found: i32, schema: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upgrade_script_creates_what_is_missing_and_records_each_step() {
+        let fresh = upgrade_script("Tenant", 0, false);
+        assert!(fresh.starts_with("CREATE SCHEMA \"Tenant\";"), "{fresh}");
+        assert!(fresh.contains("CREATE TABLE IF NOT EXISTS \"Tenant\".es_schema_version"));
+        for version in 1..=SCHEMA_VERSION {
+            assert!(fresh.contains(&format!("VALUES ({version});")), "{fresh}");
+        }
+        assert!(!fresh.contains(";;"), "{fresh}");
+        let from_one = upgrade_script("Tenant", 1, true);
+        assert!(!from_one.contains("CREATE SCHEMA"), "{from_one}");
+        assert!(!from_one.contains("es_position ("), "{from_one}");
+        assert!(
+            from_one.contains("CREATE TABLE \"Tenant\".es_streams"),
+            "{from_one}"
+        );
+        assert!(upgrade_script("Tenant", SCHEMA_VERSION, true).is_empty());
+        assert!(needs_migration(SCHEMA_VERSION + 1, "Tenant").is_err());
+        assert!(!needs_migration(SCHEMA_VERSION, "Tenant").unwrap());
+    }
 
     #[test]
     fn schema_names_are_plain_identifiers() {

@@ -1,5 +1,7 @@
 //! The store's SQL: [`Statements`] as text for one schema, or prepared on one connection.
 
+use std::ops::RangeInclusive;
+
 use postgres::{Client, Statement, ToStatement};
 
 use crate::row::COLUMNS;
@@ -15,6 +17,10 @@ pub(crate) struct Statements<T> {
     pub(crate) insert: T,
     pub(crate) read_stream: T,
     pub(crate) read_all: T,
+    pub(crate) read_by_type: T,
+    pub(crate) save_snapshot: T,
+    pub(crate) load_snapshot: T,
+    pub(crate) prune_snapshots: T,
 }
 
 /// A statement in either form.
@@ -90,6 +96,40 @@ impl Statements<String> {
                 "SELECT {COLUMNS} FROM {s}.es_events WHERE global_position >= $1 \
                  ORDER BY global_position LIMIT $2"
             ),
+            // Served by es_events_by_type (aggregate_type, event_type, global_position).
+            read_by_type: format!(
+                "SELECT {COLUMNS} FROM {s}.es_events \
+                 WHERE aggregate_type = $1 AND event_type = ANY($2::text[]) \
+                   AND global_position >= $3 \
+                 ORDER BY global_position LIMIT $4"
+            ),
+            // Kept only if the stream has reached the snapshot's version (no row returned
+            // otherwise); replaces a snapshot at the same version.
+            save_snapshot: format!(
+                "INSERT INTO {s}.es_snapshots (aggregate_type, stream_id, stream_version, \
+                     snapshot_version, taken_at, state) \
+                 SELECT $1::text, $2::text, $3::bigint, $4::integer, $5::timestamptz, \
+                        CAST($6::text AS jsonb) \
+                 WHERE EXISTS (SELECT 1 FROM {s}.es_streams \
+                     WHERE aggregate_type = $1 AND stream_id = $2 AND version >= $3) \
+                 ON CONFLICT (aggregate_type, stream_id, stream_version) DO UPDATE SET \
+                     snapshot_version = EXCLUDED.snapshot_version, \
+                     taken_at = EXCLUDED.taken_at, state = EXCLUDED.state \
+                 RETURNING 1"
+            ),
+            load_snapshot: format!(
+                "SELECT stream_version, taken_at, state::text FROM {s}.es_snapshots \
+                 WHERE aggregate_type = $1 AND stream_id = $2 AND snapshot_version = $3 \
+                   AND stream_version <= $4 \
+                 ORDER BY stream_version DESC LIMIT 1"
+            ),
+            prune_snapshots: format!(
+                "DELETE FROM {s}.es_snapshots \
+                 WHERE aggregate_type = $1 AND stream_id = $2 AND stream_version NOT IN ( \
+                     SELECT stream_version FROM {s}.es_snapshots \
+                     WHERE aggregate_type = $1 AND stream_id = $2 \
+                     ORDER BY stream_version DESC LIMIT $3)"
+            ),
         }
     }
 
@@ -107,8 +147,101 @@ impl Statements<String> {
             insert: client.prepare(&self.insert)?,
             read_stream: client.prepare(&self.read_stream)?,
             read_all: client.prepare(&self.read_all)?,
+            read_by_type: client.prepare(&self.read_by_type)?,
+            save_snapshot: client.prepare(&self.save_snapshot)?,
+            load_snapshot: client.prepare(&self.load_snapshot)?,
+            prune_snapshots: client.prepare(&self.prune_snapshots)?,
         })
     }
+}
+
+#[cfg(feature = "async")]
+impl Statements<String> {
+    /// Prepares every statement on the async `client`, in one pipeline: the requests go
+    /// out together and the replies come back together, one round trip in all.
+    pub(crate) async fn prepare_async(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Statements<Statement>, tokio_postgres::Error> {
+        use futures_util::future::{try_join, try_join4};
+        let (
+            (
+                (take_positions, give_back_positions, last_position, stream_version),
+                (find_key, insert, read_stream, read_all),
+            ),
+            (read_by_type, save_snapshot, load_snapshot, prune_snapshots),
+        ) = try_join(
+            try_join(
+                try_join4(
+                    client.prepare(&self.take_positions),
+                    client.prepare(&self.give_back_positions),
+                    client.prepare(&self.last_position),
+                    client.prepare(&self.stream_version),
+                ),
+                try_join4(
+                    client.prepare(&self.find_key),
+                    client.prepare(&self.insert),
+                    client.prepare(&self.read_stream),
+                    client.prepare(&self.read_all),
+                ),
+            ),
+            try_join4(
+                client.prepare(&self.read_by_type),
+                client.prepare(&self.save_snapshot),
+                client.prepare(&self.load_snapshot),
+                client.prepare(&self.prune_snapshots),
+            ),
+        )
+        .await?;
+        Ok(Statements {
+            take_positions,
+            give_back_positions,
+            last_position,
+            stream_version,
+            find_key,
+            insert,
+            read_stream,
+            read_all,
+            read_by_type,
+            save_snapshot,
+            load_snapshot,
+            prune_snapshots,
+        })
+    }
+}
+
+/// Stream versions and positions as PostgreSQL stores them (`bigint`); values beyond
+/// `i64::MAX` saturate, which only matters for "read from" bounds no store reaches.
+pub(crate) fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The bounds (`$3`, `$4`) of [`Statements::read_stream`] for `versions`, or `None` if
+/// the range is empty and there is nothing to read.
+///
+/// A read from the start has no lower bound, so that a row with a non-positive version
+/// (damage) sorts first and is reported, not silently skipped.
+pub(crate) fn stream_bounds(versions: &RangeInclusive<u64>) -> Option<(i64, i64)> {
+    if versions.is_empty() {
+        return None;
+    }
+    let from = if *versions.start() <= 1 {
+        i64::MIN
+    } else {
+        sql_int(*versions.start())
+    };
+    Some((from, sql_int(*versions.end())))
+}
+
+/// The parameters (`$1`, `$2`) of [`Statements::read_all`], or `None` for a limit of 0.
+pub(crate) fn log_bounds(from_position: u64, limit: usize) -> Option<(i64, i64)> {
+    if limit == 0 {
+        return None;
+    }
+    Some((
+        sql_int(from_position),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    ))
 }
 
 #[cfg(test)]
@@ -123,5 +256,17 @@ mod tests {
             sql.take_positions
                 .starts_with("UPDATE \"Tenant_1\".es_position")
         );
+    }
+
+    #[test]
+    fn read_bounds_saturate_and_read_from_the_start_unbounded() {
+        assert_eq!(stream_bounds(&(1..=u64::MAX)), Some((i64::MIN, i64::MAX)));
+        assert_eq!(stream_bounds(&(0..=3)), Some((i64::MIN, 3)));
+        assert_eq!(stream_bounds(&(5..=7)), Some((5, 7)));
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = 3..=2;
+        assert_eq!(stream_bounds(&empty), None);
+        assert_eq!(log_bounds(9, 0), None);
+        assert_eq!(log_bounds(u64::MAX, usize::MAX), Some((i64::MAX, i64::MAX)));
     }
 }

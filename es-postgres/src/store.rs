@@ -1,26 +1,29 @@
 //! [`PostgresStore`]: the [`EventStore`] over PostgreSQL.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Instant;
 
 use std::ops::RangeInclusive;
 
 use es_core::{
-    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef,
-    Visitor,
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, Snapshot, StoreError,
+    StreamRef, Visit, Visitor,
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Config, IsolationLevel, NoTls, Transaction};
+use postgres::{Config, IsolationLevel, Row, Transaction};
 
 use crate::append::{GiveBack, append_with, current_version, find_key};
 use crate::error::{Error, backend};
+use crate::offload;
 use crate::options::Options;
 use crate::pool::{Attempt, Conn, Idle, Pool};
 use crate::row;
 use crate::schema;
-use crate::statements::Statements;
+use crate::snapshot;
+use crate::statements::{self, Statements};
+use crate::tls::{self, Tls};
 
 /// The `application_name` a store's connections report to the server (in
 /// `pg_stat_activity`) unless the connection string sets one.
@@ -39,6 +42,21 @@ pub const DEFAULT_APPLICATION_NAME: &str = "es-postgres";
 ///
 /// Appends are serialised store-wide by a counter row; see the
 /// [crate documentation](crate#the-global-log-and-late-commits) for why.
+///
+/// # Which store where
+///
+/// This store is synchronous: each call blocks its thread until the server answers.
+///
+/// * In synchronous code (threads, a CLI, a worker loop): this store.
+/// * In async code on tokio: the async store (`AsyncPostgresStore`, feature `async`),
+///   which never blocks the runtime's threads; or this store inside
+///   `tokio::task::spawn_blocking`, which runs it on tokio's blocking threads.
+///
+/// Called straight from an async task it still works (and so does dropping it there): the
+/// driver it is built on would panic inside a runtime, so there each call runs the driver
+/// on a short-lived thread of its own and waits for it. But it blocks the task's worker
+/// thread meanwhile, stalling the other tasks on that thread (all of them, on a
+/// current-thread runtime). See the [crate documentation](crate#async-code-and-tokio).
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(crate) inner: Arc<Inner>,
@@ -46,6 +64,8 @@ pub struct PostgresStore {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
+    /// The TLS connector of the connection string, for every connection of the pool.
+    pub(crate) tls: Tls,
     pub(crate) schema: String,
     pub(crate) sql: Statements<String>,
     pub(crate) options: Options,
@@ -62,18 +82,74 @@ fn visit_rows(
     attempt: &mut Attempt,
 ) -> Result<(), StoreError> {
     while let Some(row) = rows.next().map_err(backend)? {
-        // A read that failed before its visitor saw a row runs again on a new connection
-        // if this one broke; after that, never: the visitor would see events twice.
-        attempt.irrevocable();
-        match row::visit(&row, visitor) {
-            Ok(flow) if flow.is_continue() => {}
-            stopped => {
-                attempt.abandoned = true;
-                return stopped.map(drop);
-            }
+        if row::visit_row(&row, visitor, attempt)?.is_break() {
+            break;
         }
     }
     Ok(())
+}
+
+impl PostgresStore {
+    /// Runs the read `query` starts on a pooled connection, handing each row to `visitor`
+    /// on the caller's thread.
+    ///
+    /// Where the driver must not run on this thread (inside a tokio runtime, see
+    /// [`offload`]), the query runs on a thread of its own, which passes the rows over one
+    /// at a time and waits for the visitor's answer to each: the visitor need not be
+    /// `Send`, and rows are still never held in memory.
+    fn visit<Q>(&self, visitor: &mut Visitor<'_>, query: Q) -> Result<(), StoreError>
+    where
+        Q: for<'c> Fn(&'c mut Conn) -> Result<postgres::RowIter<'c>, postgres::Error> + Send,
+    {
+        if !offload::in_runtime_context() {
+            return self.with_conn_here(|conn, attempt| {
+                let rows = query(conn).map_err(backend)?;
+                visit_rows(rows, visitor, attempt)
+            });
+        }
+        let (row_tx, row_rx) = mpsc::sync_channel::<Row>(0);
+        let (flow_tx, flow_rx) = mpsc::sync_channel::<Result<Visit, StoreError>>(0);
+        // `flow_tx` and `row_rx` move into the scope's closure, so that a panicking visitor
+        // drops them as it unwinds, and the driver's thread, waiting for its answer, ends.
+        std::thread::scope(move |scope| {
+            let driver = std::thread::Builder::new()
+                .name("es-postgres".to_owned())
+                .spawn_scoped(scope, move || {
+                    self.with_conn_here(|conn, attempt| {
+                        let mut rows = query(conn).map_err(backend)?;
+                        while let Some(row) = rows.next().map_err(backend)? {
+                            // As `row::visit_row` does on the visitor's thread.
+                            attempt.irrevocable();
+                            row_tx.send(row).map_err(|_| visitor_gone())?;
+                            match flow_rx.recv().map_err(|_| visitor_gone())? {
+                                Ok(flow) if flow.is_continue() => {}
+                                stopped => {
+                                    attempt.abandoned = true;
+                                    return stopped.map(drop);
+                                }
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .map_err(offload::spawn_failed)?;
+            // Ends when the driver's thread is done with the read: it drops `row_tx`.
+            for row in row_rx {
+                if flow_tx.send(row::visit(&row, visitor)).is_err() {
+                    break;
+                }
+            }
+            driver
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+/// What the driver's thread of a read reports when the visitor's side is gone (it
+/// panicked, and the panic goes on from there).
+fn visitor_gone() -> StoreError {
+    StoreError::backend("the read's visitor stopped answering (it panicked)")
 }
 
 impl fmt::Debug for PostgresStore {
@@ -90,7 +166,10 @@ impl PostgresStore {
     /// creating them if they do not exist and migrating an older layout.
     ///
     /// `url` is a `postgres://user:password@host:port/database` URL or a
-    /// `host=... user=... dbname=...` string. Connections are unencrypted (`NoTls`).
+    /// `host=... user=... dbname=...` string. Its `sslmode` (`disable`, `prefer` by
+    /// default, `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a CA's PEM file)
+    /// choose whether and how connections use TLS; whenever they do, the server's
+    /// certificate is verified (see the [crate documentation](crate#tls)).
     pub fn connect(url: &str) -> Result<Self, Error> {
         Self::connect_with_schema(url, "public")
     }
@@ -111,14 +190,22 @@ impl PostgresStore {
     /// Connections report [`DEFAULT_APPLICATION_NAME`] as their `application_name` unless
     /// `url` sets one.
     pub fn connect_with_options(url: &str, schema: &str, options: Options) -> Result<Self, Error> {
+        offload::blocking(
+            || Self::open(url, schema, options),
+            |source| Err(Error::Thread { source }),
+        )
+    }
+
+    /// [`connect_with_options`](PostgresStore::connect_with_options), on the thread the
+    /// driver may run on.
+    fn open(url: &str, schema: &str, options: Options) -> Result<Self, Error> {
         schema::validate(schema)?;
-        let mut config: Config = url.parse().map_err(|source| Error::InvalidUrl { source })?;
+        let (config, tls) = tls::parse_url(url)?;
+        let mut config = Config::from(config);
         if config.get_application_name().is_none() {
             config.application_name(DEFAULT_APPLICATION_NAME);
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|source| Error::Connect { source })?;
+        let mut client = config.connect(tls.clone()).map_err(connect_error)?;
         schema::migrate(&mut client, schema)?;
         let sql = Statements::new(schema);
         let prepared = sql.prepare(&mut client).map_err(|source| Error::Migrate {
@@ -128,6 +215,7 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 schema: schema.to_owned(),
                 sql,
                 options,
@@ -161,16 +249,7 @@ impl PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
-        append_with(
-            tx,
-            &self.inner.schema,
-            &self.inner.sql,
-            GiveBack::Yes,
-            stream,
-            expected,
-            events,
-            AppendOptions::default(),
-        )
+        self.append_in_transaction_with(tx, stream, expected, events, AppendOptions::default())
     }
 
     /// Like [`append_in_transaction`](PostgresStore::append_in_transaction), with
@@ -185,22 +264,34 @@ impl PostgresStore {
         events: &[NewEvent],
         options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
-        append_with(
-            tx,
-            &self.inner.schema,
-            &self.inner.sql,
-            GiveBack::Yes,
-            stream,
-            expected,
-            events,
-            options,
-        )
+        offload::blocking_store(|| {
+            append_with(
+                tx,
+                &self.inner.schema,
+                &self.inner.sql,
+                GiveBack::Yes,
+                stream,
+                expected,
+                events,
+                options,
+            )
+        })
+    }
+}
+
+/// A failed connect as an [`Error`]: [`Error::TlsHandshake`] if TLS failed (the
+/// certificate, most often), [`Error::Connect`] otherwise.
+pub(crate) fn connect_error(source: postgres::Error) -> Error {
+    if tls::is_tls_failure(&source) {
+        Error::TlsHandshake { source }
+    } else {
+        Error::Connect { source }
     }
 }
 
 /// Refuses a stream whose aggregate type or id contains NUL before it reaches the server,
 /// which would reject it with an error that costs the connection.
-fn check_text(stream: StreamRef<'_>) -> Result<(), StoreError> {
+pub(crate) fn check_text(stream: StreamRef<'_>) -> Result<(), StoreError> {
     let field = if stream.aggregate_type.contains('\0') {
         "aggregate type"
     } else if stream.id.contains('\0') {
@@ -214,12 +305,6 @@ fn check_text(stream: StreamRef<'_>) -> Result<(), StoreError> {
             "the {field} contains a NUL character, and PostgreSQL text cannot hold NUL characters; remove it"
         ),
     })
-}
-
-/// Stream versions and positions as PostgreSQL stores them (`bigint`); values beyond
-/// `i64::MAX` saturate, which only matters for "read from" bounds no store reaches.
-fn sql_int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl EventStore for PostgresStore {
@@ -286,26 +371,14 @@ impl EventStore for PostgresStore {
         visitor: &mut Visitor<'_>,
     ) -> Result<(), StoreError> {
         check_text(stream)?;
-        if versions.is_empty() {
+        let Some((from, to)) = statements::stream_bounds(&versions) else {
             return Ok(());
-        }
-        // A read from the start has no lower bound, so that a row with a non-positive
-        // version (damage) sorts first and is reported, not silently skipped.
-        let from = if *versions.start() <= 1 {
-            i64::MIN
-        } else {
-            sql_int(*versions.start())
         };
-        let to = sql_int(*versions.end());
-        self.with_conn(|conn, attempt| {
+        self.visit(visitor, |conn| {
             let params: [&(dyn ToSql + Sync); 4] = [&stream.aggregate_type, &stream.id, &from, &to];
             // Rows arrive as the server sends them and are handed over one at a time,
             // borrowed: a long stream is never held in memory.
-            let rows = conn
-                .client
-                .query_raw(&conn.prepared.read_stream, params)
-                .map_err(backend)?;
-            visit_rows(rows, visitor, attempt)
+            conn.client.query_raw(&conn.prepared.read_stream, params)
         })
     }
 
@@ -315,24 +388,89 @@ impl EventStore for PostgresStore {
         limit: usize,
         visitor: &mut Visitor<'_>,
     ) -> Result<(), StoreError> {
-        if limit == 0 {
+        let Some((from, limit)) = statements::log_bounds(from_position, limit) else {
             return Ok(());
-        }
-        let from = sql_int(from_position);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(|conn, attempt| {
+        };
+        self.visit(visitor, |conn| {
             let params: [&(dyn ToSql + Sync); 2] = [&from, &limit];
-            let rows = conn
-                .client
-                .query_raw(&conn.prepared.read_all, params)
-                .map_err(backend)?;
-            visit_rows(rows, visitor, attempt)
+            conn.client.query_raw(&conn.prepared.read_all, params)
         })
     }
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         check_text(stream)?;
         self.with_conn(|conn, _| current_version(&mut conn.client, &conn.prepared, stream))
+    }
+
+    /// Served by the index `es_events_by_type (aggregate_type, event_type,
+    /// global_position)`: only matching events are read.
+    fn visit_by_type(
+        &self,
+        aggregate_type: &str,
+        event_types: &[&str],
+        from_position: u64,
+        limit: usize,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let Some((from, limit)) = snapshot::by_type_bounds(event_types, from_position, limit)
+        else {
+            return Ok(());
+        };
+        check_text(StreamRef::new(aggregate_type, ""))?;
+        let types: Vec<&str> = event_types.to_vec();
+        self.visit(visitor, |conn| {
+            let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &types, &from, &limit];
+            conn.client.query_raw(&conn.prepared.read_by_type, params)
+        })
+    }
+
+    fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
+        snapshot::check(stream, snapshot)?;
+        let params = snapshot::SaveParams::new(stream, snapshot);
+        let kept = self.with_conn(|conn, _| {
+            conn.client
+                .query(&conn.prepared.save_snapshot, &params.as_params())
+                .map_err(backend)
+        })?;
+        if kept.is_empty() {
+            let current = self.stream_version(stream)?;
+            return Err(snapshot::not_kept(stream, snapshot, current));
+        }
+        Ok(())
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: StreamRef<'_>,
+        snapshot_version: u32,
+        at_most: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        check_text(stream)?;
+        let version = i32::try_from(snapshot_version).unwrap_or(i32::MAX);
+        let at_most = statements::sql_int(at_most);
+        let row = self.with_conn(|conn, _| {
+            conn.client
+                .query_opt(
+                    &conn.prepared.load_snapshot,
+                    &[&stream.aggregate_type, &stream.id, &version, &at_most],
+                )
+                .map_err(backend)
+        })?;
+        row.map(|row| snapshot::from_row(&row, stream, snapshot_version))
+            .transpose()
+    }
+
+    fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
+        check_text(stream)?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.with_conn(|conn, _| {
+            conn.client
+                .execute(
+                    &conn.prepared.prune_snapshots,
+                    &[&stream.aggregate_type, &stream.id, &keep],
+                )
+                .map_err(backend)
+        })
     }
 }
 

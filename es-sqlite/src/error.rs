@@ -108,7 +108,7 @@ pub enum Error {
         /// The newest schema version this code knows.
         supported: i64,
     },
-    /// A blocking task of [`AsyncSqliteStore`](crate::AsyncSqliteStore) did not finish: it
+    /// A blocking task of `AsyncSqliteStore` (feature `async`) did not finish: it
     /// panicked, or the tokio runtime is shutting down.
     #[error(
         "the SQLite call on a blocking thread did not finish ({0}); if the runtime is shutting down, this is expected, otherwise please report it as a bug"

@@ -216,6 +216,8 @@ macro_rules! store_tests {
             repository_commands_with_a_key_run_once,
             events_that_cannot_be_read_back_are_refused,
             invalid_options_are_refused,
+            events_by_type_across_streams,
+            snapshots_are_kept_found_and_pruned,
         );
         $(
             #[test]

@@ -9,8 +9,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use es_postgres::postgres::{Client, NoTls};
-
 /// The server URL, or `None` (with a message) when the tests should be skipped.
 pub fn url() -> Option<String> {
     match std::env::var("ES_POSTGRES_URL") {
@@ -66,11 +64,13 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        let dropped = Client::connect(&self.url, NoTls).and_then(|mut client| {
+        let dropped = es_postgres::connect_client(&self.url).map(|mut client| {
             client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
         });
-        if let Err(error) = dropped {
-            eprintln!("could not drop test schema {}: {error}", self.name);
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop test schema {}: {error}", self.name),
+            Err(error) => eprintln!("could not drop test schema {}: {error}", self.name),
         }
     }
 }
@@ -83,5 +83,48 @@ pub fn with_param(url: &str, key: &str, value: &str) -> String {
         format!("{url}{separator}{key}={value}")
     } else {
         format!("{url} {key}='{value}'")
+    }
+}
+
+/// `url` without its `sslmode` and `sslrootcert` parameters, for code that hands it to the
+/// `postgres` driver's own parser, which knows neither `sslrootcert` nor every `sslmode`.
+/// (The `key=value` form is split at spaces: enough for the URLs these tests are given.)
+pub fn without_tls_params(url: &str) -> String {
+    let is_tls = |pair: &str| pair.starts_with("sslmode=") || pair.starts_with("sslrootcert=");
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return url.to_owned();
+        };
+        let kept: Vec<&str> = query.split('&').filter(|pair| !is_tls(pair)).collect();
+        if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|pair| !is_tls(pair))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The test CA that signed the server's certificate (`ES_POSTGRES_TLS_CA`, set by
+/// `.ci/postgres.sh`), or `None` (with a message) when the TLS tests should be skipped;
+/// under CI a missing one fails.
+pub fn tls_ca() -> Option<String> {
+    match std::env::var("ES_POSTGRES_TLS_CA") {
+        Ok(path) if !path.is_empty() => Some(path),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "ES_POSTGRES_TLS_CA is not set, but the PostgreSQL TLS tests are required in CI: \
+             run `eval \"$(bash .ci/postgres.sh)\"`, which enables TLS on the server and exports it"
+        ),
+        _ => {
+            eprintln!(
+                "skipping: ES_POSTGRES_TLS_CA is not set (run `eval \"$(bash .ci/postgres.sh)\"` \
+                 to enable TLS on the local PostgreSQL and set it)"
+            );
+            None
+        }
     }
 }

@@ -345,7 +345,10 @@ where
             return Err(clash.error());
         }
         let stream = StreamRef::new(A::AGGREGATE_TYPE, id);
-        let run = self.run(stream, options, decide);
+        // On the heap: the command's state machine holds the futures of every store call
+        // it may make, and a caller that `block_on`s it (or nests it in a large future)
+        // should not need a big stack for it. One allocation per command.
+        let run = Box::pin(self.run(stream, options, decide));
         #[cfg(feature = "tracing")]
         let run = tracing::Instrument::instrument(run, crate::trace::command_span(stream));
         run.await
@@ -406,8 +409,9 @@ where
                 }
                 After::Done(result) => return result,
                 After::Duplicate(outcome) => {
-                    return self
-                        .duplicate(stream, outcome, command.attempts)
+                    // Rare, and as large as a load and a read: boxed, so it does not
+                    // grow every command's future.
+                    return Box::pin(self.duplicate(stream, outcome, command.attempts))
                         .await
                         .map_err(Error::widen);
                 }

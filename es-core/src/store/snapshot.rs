@@ -37,11 +37,19 @@ impl Snapshot {
     }
 }
 
-/// Equal when the versions and the state text are (the time taken is not compared).
+/// Equal when the versions are and the states are the same JSON (a store may re-format
+/// the text, as PostgreSQL's `jsonb` does); the time taken is not compared.
 impl PartialEq for Snapshot {
     fn eq(&self, other: &Self) -> bool {
         self.stream_version == other.stream_version
             && self.snapshot_version == other.snapshot_version
-            && self.state.get() == other.state.get()
+            && (self.state.get() == other.state.get()
+                || matches!(
+                    (
+                        serde_json::from_str::<serde_json::Value>(self.state.get()),
+                        serde_json::from_str::<serde_json::Value>(other.state.get()),
+                    ),
+                    (Ok(a), Ok(b)) if a == b
+                ))
     }
 }
