@@ -32,8 +32,8 @@ use crate::store::{AppendOutcome, EventStore};
 /// (or a domain error). [`execute`](Repository::execute) loads the stream, runs the closure,
 /// and appends its events atomically with the version it loaded as the expected version. If
 /// another writer got there first, the repository catches up with the new events and the
-/// closure runs again, as the [`RetryPolicy`] allows: by default up to 30 attempts within
-/// 1 s of the first conflict, the first retry at once and later ones after a random pause
+/// closure runs again, as the [`RetryPolicy`] allows: by default up to 100 attempts within
+/// 3 s of the first conflict, the first retry at once and later ones after a random pause
 /// of up to 1 ms, doubling to 50 ms. Set it with [`with_retry`](Repository::with_retry) or
 /// [`with_max_retries`](Repository::with_max_retries).
 ///
