@@ -63,52 +63,40 @@ pub(super) fn generate(
         )
     });
 
-    // A clash of stored names is found by const evaluation; the error is spanned on the
-    // later handler's event type and names both events.
-    let name_checks = pairs(handlers.len()).map(|(i, j)| {
-        let (ta, tb) = (handlers[i].event, handlers[j].event);
-        let (na, nb) = (type_key(ta), type_key(tb));
-        let both = format!("events `{na}` and `{nb}` of aggregate `{self_ident}`");
-        let same_name = format!(
-            "{both} have the same stored name, so their stored events could not be told apart; give one of them a distinct `#[event(name = \"...\")]`"
-        );
-        let first_alias = format!(
-            "an alias of event `{na}` is the stored name of event `{nb}`, both handled by aggregate `{self_ident}`; remove the alias from `{na}` or rename `{nb}` with `#[event(name = \"...\")]`"
-        );
-        let second_alias = format!(
-            "an alias of event `{nb}` is the stored name of event `{na}`, both handled by aggregate `{self_ident}`; remove the alias from `{nb}` or rename `{na}` with `#[event(name = \"...\")]`"
-        );
-        let shared_alias = format!(
-            "{both} share an alias, so their stored events could not be told apart; remove it from one of them"
-        );
-        let [same_name, first_alias, second_alias, shared_alias] =
-            [same_name, first_alias, second_alias, shared_alias]
-                .map(|message| message.replace('{', "{{").replace('}', "}}"));
-        let (ea, eb) = (&as_event[i], &as_event[j]);
-        let (ca, cb) = (&cfgs[i], &cfgs[j]);
-        // The panic's location is where rustc reports the failed evaluation.
-        let panic = |message: &str| attr::respan(quote!(#core::panic!(#message)), tb.span());
-        let arms = [
-            (quote!(#private::SAME_NAME), panic(&same_name)),
-            (quote!(#private::FIRST_ALIAS_IS_SECOND_NAME), panic(&first_alias)),
-            (quote!(#private::SECOND_ALIAS_IS_FIRST_NAME), panic(&second_alias)),
-            (quote!(#private::SHARED_ALIAS), panic(&shared_alias)),
-        ]
-        .into_iter()
-        .map(|(code, panic)| quote!(#code => #panic,));
+    // A clash of stored names is found by const evaluation: one table of the events'
+    // names, and one check per handler but the first, comparing its event with those
+    // before it. The check is spanned on the handler's event type, where rustc reports
+    // the failed evaluation (`check_stored_names` is `#[track_caller]`); the message,
+    // built by the check, names both events.
+    let name_checks = if handlers.len() < 2 {
+        TokenStream::new()
+    } else {
+        let aggregate = self_ident.to_string();
+        let keys: Vec<String> = handlers.iter().map(|h| type_key(h.event)).collect();
+        let entries = keys
+            .iter()
+            .zip(&as_event)
+            .zip(&cfgs)
+            .map(|((key, ev), cfg)| quote!(#cfg (#key, #ev::EVENT_TYPE, #ev::ALIASES)));
+        let checks = handlers
+            .iter()
+            .zip(keys.iter().zip(&cfgs))
+            .skip(1)
+            .map(|(h, (key, cfg))| {
+                let check = attr::respan(
+                    quote!(#private::check_stored_names(#aggregate, __ES_EVENTS, #key)),
+                    h.event.span(),
+                );
+                quote!(#cfg const _: () = #check;)
+            });
         quote! {
-            #ca #cb
-            const _: () = match #private::name_clash(
-                #ea::EVENT_TYPE,
-                #ea::ALIASES,
-                #eb::EVENT_TYPE,
-                #eb::ALIASES,
-            ) {
-                #(#arms)*
-                _ => {}
+            #[doc(hidden)]
+            const _: () = {
+                const __ES_EVENTS: &[#private::NamedEvent] = &[#(#entries),*];
+                #(#checks)*
             };
         }
-    });
+    };
 
     // `#[applies]` without `#[derive(Aggregate)]` would only fail where the aggregate is
     // used, as unsatisfied bounds deep in the runtime: require `Aggregate` here, spanned on
@@ -116,10 +104,23 @@ pub(super) fn generate(
     let requires_aggregate = quote_spanned! {self_ty.span()=>
         let _ = __es_requires_aggregate::<#self_ty>;
     };
+    // A second `#[applies]` block for the aggregate would generate the enum and every impl
+    // again. A macro cannot see the other block, so the fix is spelled in the name of an
+    // item each block defines first: its "defined multiple times" is the first error rustc
+    // reports, on the second block's attribute (call site), before the enum's.
+    let one_block = quote::format_ident!(
+        "one_applies_block_per_aggregate__move_these_handlers_into_the_first_block_for_{}",
+        self_ident,
+        span = Span::call_site()
+    );
     // The `match`es are on `*self` with `ref` bindings: still exhaustive when `#[cfg]`
     // removes every variant (`match self {}` on `&Enum` is not).
     quote! {
         #item
+
+        #[doc(hidden)]
+        #[allow(dead_code, non_camel_case_types)]
+        type #one_block = ();
 
         #[doc = #enum_doc]
         #derive_attr
@@ -133,7 +134,7 @@ pub(super) fn generate(
             )*
         }
 
-        #(#name_checks)*
+        #name_checks
 
         #[doc(hidden)]
         const _: () = {
@@ -229,9 +230,4 @@ pub(super) fn generate(
 /// `#[cfg(p)]` for each predicate.
 fn cfg_attrs(predicates: &[TokenStream]) -> TokenStream {
     quote!(#(#[cfg(#predicates)])*)
-}
-
-/// Every unordered pair of indices below `n`.
-fn pairs(n: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
 }

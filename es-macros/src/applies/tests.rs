@@ -74,8 +74,13 @@ fn generates_enum_conversions_decoder_and_dispatch() {
         out.contains("fn__es_requires_aggregate<__EsA:::es_core::Aggregate>(){}let_=__es_requires_aggregate::<Account>;"),
         "{out}"
     );
-    // One name check for the one pair.
-    assert_eq!(out.matches("name_clash(").count(), 1, "{out}");
+    // One table of names, one check: the second handler against the first.
+    assert_eq!(out.matches("const__ES_EVENTS").count(), 1, "{out}");
+    assert_eq!(out.matches("check_stored_names(").count(), 1, "{out}");
+    assert!(
+        out.contains("check_stored_names(\"Account\",__ES_EVENTS,\"events::Deposited\")"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -126,12 +131,21 @@ fn cfg_on_a_handler_is_on_everything_generated_for_it() {
             "{cfg}{expected}\n{out}"
         );
     }
-    // The pair checks carry the cfgs of both handlers.
-    assert!(
-        out.contains(&format!("{audit}{closed}const_:()=match")),
-        "{out}"
-    );
-    assert_eq!(out.matches("name_clash(").count(), 3, "{out}");
+    // A handler's entry in the table of names, and its check, carry its cfgs.
+    for (cfg, name) in [(audit, "Audited"), (closed, "Closed")] {
+        assert!(
+            out.contains(&format!(
+                "{cfg}(\"{name}\",<{name}as::es_core::Event>::EVENT_TYPE"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "{cfg}const_:()=::es_core::__private::check_stored_names(\"Account\",__ES_EVENTS,\"{name}\")"
+            )),
+            "{out}"
+        );
+    }
     // Only the cfgs are forwarded, not the handler's other attributes.
     let cfgs = out.matches("#[cfg(").count();
     assert_eq!(
@@ -142,7 +156,7 @@ fn cfg_on_a_handler_is_on_everything_generated_for_it() {
 }
 
 #[test]
-fn name_checks_cover_every_pair() {
+fn name_checks_are_one_per_handler() {
     let out = pass(
         quote!(),
         account(quote! {
@@ -152,7 +166,11 @@ fn name_checks_cover_every_pair() {
             fn d(&mut self, e: &D) {}
         }),
     );
-    assert_eq!(out.matches("name_clash(").count(), 6, "{out}");
+    // Linear in the handlers: each but the first is checked against those before it.
+    assert_eq!(out.matches("check_stored_names(").count(), 3, "{out}");
+    for name in ["B", "C", "D"] {
+        assert!(out.contains(&format!("__ES_EVENTS,\"{name}\")")), "{out}");
+    }
 }
 
 #[test]

@@ -42,6 +42,9 @@ fn decode_event() {}
 fn to_value() {}
 fn is_named() {}
 fn name_clash() {}
+fn check_stored_names() {}
+struct NamedEvent;
+const __ES_EVENTS: () = ();
 // Crate-like module names.
 mod core {}
 mod std {}
