@@ -207,3 +207,76 @@ fn as_of_queries_with_snapshots_use_only_snapshots_taken_by_then() {
         );
     }
 }
+
+#[path = "support/postgres.rs"]
+mod support;
+
+#[test]
+fn postgres() {
+    let Some(url) = support::url() else { return };
+    let schema = support::Schema::new(&url, "es_temporal");
+    let clock = ManualClock::new(start());
+    let store = es_postgres::PostgresStore::connect_with_schema(&url, &schema.name)
+        .unwrap()
+        .with_clock(clock.clone());
+    let repo = Repository::<Account, _>::new(store);
+    record_history(&repo, &clock);
+    check_temporal_queries(&repo);
+}
+
+#[test]
+fn async_postgres() {
+    let Some(url) = support::url() else { return };
+    let schema = support::Schema::new(&url, "es_temporal");
+    let clock = ManualClock::new(start());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = es_postgres::AsyncPostgresStore::connect_with_schema(&url, &schema.name)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        let repo = AsyncRepository::<Account, _>::new(store);
+        for (event, advance) in [(0u64, 60u64), (1, 60), (2, 60), (3, 0)] {
+            let done = match event {
+                0 => {
+                    repo.execute_infallible("acc", |_| AccountEvent::from(Opened { initial: 1000 }))
+                        .await
+                }
+                1 => {
+                    repo.execute_infallible("acc", |_| {
+                        AccountEvent::from(Deposited { amount: 500 })
+                    })
+                    .await
+                }
+                2 => {
+                    repo.execute_infallible("acc", |_| {
+                        AccountEvent::from(Withdrawn { amount: 200 })
+                    })
+                    .await
+                }
+                _ => {
+                    repo.execute_infallible("acc", |_| {
+                        AccountEvent::from(Deposited { amount: 100 })
+                    })
+                    .await
+                }
+            };
+            done.unwrap();
+            clock.advance(Duration::from_secs(advance));
+        }
+        let at_3 = repo.load_at("acc", 3).await.unwrap().unwrap();
+        assert_eq!((at_3.state.balance, at_3.version), (1300, 3));
+        let between = start() + Duration::from_secs(150);
+        let as_of = repo.load_as_of("acc", between).await.unwrap().unwrap();
+        assert_eq!((as_of.state.balance, as_of.version), (1300, 3));
+        let history = repo.history_range("acc", 2..=3).await.unwrap();
+        assert_eq!(
+            history[1].record.recorded_at,
+            start() + Duration::from_secs(120)
+        );
+    });
+}

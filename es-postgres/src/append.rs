@@ -117,6 +117,7 @@ pub fn append_in_transaction_with(
         expected,
         events,
         options,
+        SystemTime::now(),
     )
 }
 
@@ -283,19 +284,20 @@ pub(crate) struct InsertParams<'a> {
 
 impl<'a> InsertParams<'a> {
     /// `events` appended to `stream` after version `current`, from global position
-    /// `first`, recorded now.
+    /// `first`, recorded at `recorded_at`.
     pub(crate) fn new(
         stream: StreamRef<'a>,
         first: i64,
         current: i64,
         events: &'a [NewEvent],
         key: Option<&'a str>,
+        recorded_at: SystemTime,
     ) -> Self {
         Self {
             first,
             stream,
             current,
-            recorded_at: SystemTime::now(),
+            recorded_at,
             ids: events.iter().map(|e| e.event_id).collect(),
             types: events.iter().map(|e| e.event_type.as_ref()).collect(),
             versions: events.iter().map(|e| i64::from(e.schema_version)).collect(),
@@ -347,6 +349,7 @@ pub(crate) fn append_with<Q: Query>(
     expected: ExpectedVersion,
     events: &[NewEvent],
     options: AppendOptions<'_>,
+    recorded_at: SystemTime,
 ) -> Result<AppendOutcome, StoreError> {
     validate_batch(stream, events, options)?;
     if events.is_empty() {
@@ -402,7 +405,14 @@ pub(crate) fn append_with<Q: Query>(
         }
     };
     // 4. Insert the batch, the stream's version and the key in one statement.
-    let params = InsertParams::new(stream, first, current_sql, events, options.idempotency_key);
+    let params = InsertParams::new(
+        stream,
+        first,
+        current_sql,
+        events,
+        options.idempotency_key,
+        recorded_at,
+    );
     tx.execute(sql.insert.stmt(), &params.as_params())
         .map_err(|e| insert_error(e, schema, first, give_back, stream, expected, current))?;
     Ok(appended_outcome(current, events.len(), first, last))

@@ -7,8 +7,8 @@ use std::time::Instant;
 use std::ops::RangeInclusive;
 
 use es_core::{
-    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, NewEvent, Snapshot, StoreError,
-    StreamRef, Visit, Visitor,
+    AppendOptions, AppendOutcome, Clock, EventStore, ExpectedVersion, NewEvent, Snapshot,
+    StoreError, StreamRef, SystemClock, Visit, Visitor,
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
@@ -60,6 +60,8 @@ pub const DEFAULT_APPLICATION_NAME: &str = "es-postgres";
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(crate) inner: Arc<Inner>,
+    /// Stamps each append's events.
+    clock: Arc<dyn Clock>,
 }
 
 pub(crate) struct Inner {
@@ -228,7 +230,17 @@ impl PostgresStore {
                 }),
                 available: Condvar::new(),
             }),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// This store, stamping the events it appends with the time `clock` gives (a
+    /// [`ManualClock`](es_core::ManualClock) in tests of temporal queries) instead of the
+    /// system's. Clones made before keep their clock; appends through the free function
+    /// [`append_in_transaction`](crate::append_in_transaction) use the system's.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The schema holding this store's tables.
@@ -274,6 +286,7 @@ impl PostgresStore {
                 expected,
                 events,
                 options,
+                self.clock.now(),
             )
         })
     }
@@ -339,6 +352,7 @@ impl EventStore for PostgresStore {
                 expected,
                 events,
                 options,
+                self.clock.now(),
             )?;
             if outcome.duplicate {
                 // Nothing to keep: roll back the counter update.

@@ -47,6 +47,7 @@ pub(super) async fn find_key(
 /// locking: take the positions (locking the counter row until the transaction ends),
 /// look up the idempotency key, check the expected version, insert. A conflict needs no
 /// giving back of positions: the caller's rollback restores the counter.
+#[allow(clippy::too_many_arguments)] // the same steps and arguments as the sync append
 pub(super) async fn append(
     client: &Client,
     schema: &str,
@@ -55,6 +56,7 @@ pub(super) async fn append(
     expected: ExpectedVersion,
     events: &[NewEvent],
     options: AppendOptions<'_>,
+    recorded_at: std::time::SystemTime,
 ) -> Result<AppendOutcome, StoreError> {
     validate_batch(stream, events, options)?;
     if events.is_empty() {
@@ -92,7 +94,14 @@ pub(super) async fn append(
     let current = current_version(client, sql, stream).await?;
     let current_sql = checked_current(stream, expected, current, count)?;
     // 4. Insert the batch, the stream's version and the key in one statement.
-    let params = InsertParams::new(stream, first, current_sql, events, options.idempotency_key);
+    let params = InsertParams::new(
+        stream,
+        first,
+        current_sql,
+        events,
+        options.idempotency_key,
+        recorded_at,
+    );
     client
         .execute(&sql.insert, &params.as_params())
         .await

@@ -88,6 +88,8 @@ use crate::tls;
 #[derive(Clone)]
 pub struct AsyncPostgresStore {
     pub(crate) inner: Arc<Inner>,
+    /// Stamps each append's events.
+    clock: Arc<dyn es_core::Clock>,
 }
 
 pub(crate) struct Inner {
@@ -173,7 +175,16 @@ impl AsyncPostgresStore {
                 options,
                 pool,
             }),
+            clock: Arc::new(es_core::SystemClock),
         })
+    }
+
+    /// This store, stamping the events it appends with the time `clock` gives (a
+    /// [`ManualClock`](es_core::ManualClock) in tests of temporal queries) instead of the
+    /// system's. Clones made before keep their clock.
+    pub fn with_clock(mut self, clock: impl es_core::Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The schema holding this store's tables.
@@ -206,6 +217,7 @@ struct Append<'a> {
     expected: ExpectedVersion,
     events: &'a [NewEvent],
     options: AppendOptions<'a>,
+    recorded_at: std::time::SystemTime,
 }
 
 impl Call for Append<'_> {
@@ -237,6 +249,7 @@ impl Call for Append<'_> {
             self.expected,
             self.events,
             self.options,
+            self.recorded_at,
         )
         .await;
         match &result {
@@ -333,6 +346,10 @@ impl Call for ReadAll<'_, '_> {
     }
 }
 
+// Every call's future is boxed: it holds a pool checkout, the call and its retry, and
+// callers nest several (a repository command awaits a load, an append, perhaps a
+// snapshot), which in a debug build would otherwise need a large stack wherever the whole
+// future is `block_on`ed. One allocation per call, next to a network round trip.
 impl AsyncEventStore for AsyncPostgresStore {
     async fn append_with(
         &self,
@@ -341,13 +358,14 @@ impl AsyncEventStore for AsyncPostgresStore {
         events: &[NewEvent],
         options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
-        self.with_conn(Append {
+        Box::pin(self.with_conn(Append {
             schema: &self.inner.schema,
             stream,
             expected,
             events,
             options,
-        })
+            recorded_at: self.clock.now(),
+        }))
         .await
     }
 
@@ -360,10 +378,10 @@ impl AsyncEventStore for AsyncPostgresStore {
         if idempotency_key.contains('\0') {
             return Ok(None);
         }
-        self.with_conn(FindKey {
+        Box::pin(self.with_conn(FindKey {
             stream,
             key: idempotency_key,
-        })
+        }))
         .await
     }
 
@@ -377,12 +395,12 @@ impl AsyncEventStore for AsyncPostgresStore {
         let Some((from, to)) = statements::stream_bounds(&versions) else {
             return Ok(());
         };
-        self.with_conn(ReadStream {
+        Box::pin(self.with_conn(ReadStream {
             stream,
             from,
             to,
             visitor,
-        })
+        }))
         .await
     }
 
@@ -395,17 +413,17 @@ impl AsyncEventStore for AsyncPostgresStore {
         let Some((from, limit)) = statements::log_bounds(from_position, limit) else {
             return Ok(());
         };
-        self.with_conn(ReadAll {
+        Box::pin(self.with_conn(ReadAll {
             from,
             limit,
             visitor,
-        })
+        }))
         .await
     }
 
     async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         check_text(stream)?;
-        self.with_conn(Version { stream }).await
+        Box::pin(self.with_conn(Version { stream })).await
     }
 
     async fn visit_by_type(
@@ -421,13 +439,13 @@ impl AsyncEventStore for AsyncPostgresStore {
             return Ok(());
         };
         check_text(StreamRef::new(aggregate_type, ""))?;
-        self.with_conn(ReadByType {
+        Box::pin(self.with_conn(ReadByType {
             aggregate_type,
             types: event_types.to_vec(),
             from,
             limit,
             visitor,
-        })
+        }))
         .await
     }
 
@@ -456,20 +474,20 @@ impl AsyncEventStore for AsyncPostgresStore {
         at_most: u64,
     ) -> Result<Option<Snapshot>, StoreError> {
         check_text(stream)?;
-        self.with_conn(LoadSnapshot {
+        Box::pin(self.with_conn(LoadSnapshot {
             stream,
             snapshot_version,
             at_most: statements::sql_int(at_most),
-        })
+        }))
         .await
     }
 
     async fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
         check_text(stream)?;
-        self.with_conn(PruneSnapshots {
+        Box::pin(self.with_conn(PruneSnapshots {
             stream,
             keep: i64::try_from(keep).unwrap_or(i64::MAX),
-        })
+        }))
         .await
     }
 }
