@@ -315,8 +315,15 @@ fn a_release1_file_is_migrated_and_reads_back_unchanged() {
     assert!(!table_exists(&path, "es_commands"));
 
     let store = SqliteStore::open(&path).expect("open a version-1 file");
-    assert_eq!(versions_stored(&path), [3], "migrated to version 3, the current one");
-    assert!(table_exists(&path, "es_snapshots"), "version 3 keeps snapshots");
+    assert_eq!(
+        versions_stored(&path),
+        [3],
+        "migrated to version 3, the current one"
+    );
+    assert!(
+        table_exists(&path, "es_snapshots"),
+        "version 3 keeps snapshots"
+    );
     let by_type: i64 = Connection::open(&path)
         .unwrap()
         .query_row(
