@@ -267,7 +267,10 @@ pub mod cqrs {
 /// The es aggregate: event structs with `#[derive(Event)]`, handlers in an `#[applies]` block.
 pub mod es {
     use es_core::applies;
-    use es_core::{Aggregate, Event, EventStore, ExpectedVersion, Metadata, NewEvent, StreamRef};
+    use es_core::{
+        Aggregate, AsyncEventStore, Event, EventStore, ExpectedVersion, Metadata, NewEvent,
+        StreamRef,
+    };
     use serde::{Deserialize, Serialize};
 
     use super::BankError;
@@ -368,16 +371,34 @@ pub mod es {
     /// appended directly in batches of 1,000 (a few commits, so durable stores seed fast).
     pub fn seed<S: EventStore>(store: &S, id: &str, deposits: u64) {
         let stream = StreamRef::new(BankAccount::AGGREGATE_TYPE, id);
-        let mut events = vec![new_event(&Opened {
-            owner: "Alice".to_owned(),
-        })];
-        events.extend((0..deposits).map(|_| deposited_event(1)));
         let mut version = 0;
-        for chunk in events.chunks(1_000) {
+        for chunk in seed_events(deposits).chunks(1_000) {
             let outcome = store
                 .append(stream, ExpectedVersion::from_version(version), chunk)
                 .expect("seed append");
             version = outcome.stream_version;
         }
+    }
+
+    /// [`seed`] through an [`AsyncEventStore`].
+    pub async fn seed_async<S: AsyncEventStore>(store: &S, id: &str, deposits: u64) {
+        let stream = StreamRef::new(BankAccount::AGGREGATE_TYPE, id);
+        let mut version = 0;
+        for chunk in seed_events(deposits).chunks(1_000) {
+            let outcome = store
+                .append(stream, ExpectedVersion::from_version(version), chunk)
+                .await
+                .expect("seed append");
+            version = outcome.stream_version;
+        }
+    }
+
+    /// One `Opened`, then `deposits` `Deposited { amount: 1 }`.
+    fn seed_events(deposits: u64) -> Vec<NewEvent> {
+        let mut events = vec![new_event(&Opened {
+            owner: "Alice".to_owned(),
+        })];
+        events.extend((0..deposits).map(|_| deposited_event(1)));
+        events
     }
 }

@@ -1,12 +1,14 @@
 //! Which es stores to run, and fresh SQLite files and PostgreSQL schemas that are removed
-//! when the benchmark is done with them.
+//! when the benchmark is done with them: as sync stores ([`StoreSource`]) and as async ones
+//! ([`AsyncStoreSource`]).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use es_postgres::PostgresStore;
-use es_sqlite::SqliteStore;
+use es_sqlite::{AsyncSqliteStore, SqliteStore};
+use tokio::runtime::Runtime;
 
 /// The environment variable holding the PostgreSQL URL.
 pub const POSTGRES_URL_VAR: &str = "ES_POSTGRES_URL";
@@ -121,9 +123,48 @@ pub trait StoreSource {
     fn cleanup(&mut self) {}
 }
 
-/// Fresh `InMemoryStore`s.
+/// Where a benchmark gets fresh, empty async es stores of one kind.
+///
+/// A store is opened on `rt`, the runtime the benchmark then uses it on (the async
+/// PostgreSQL store's connections are tasks of the runtime that opened it).
+pub trait AsyncStoreSource {
+    /// The store type: cheap to clone, so every task gets its own handle.
+    type Store: es_core::AsyncEventStore + Clone + Send + Sync + 'static;
+
+    /// A new, empty store, opened on `rt` (not from inside it).
+    fn fresh_async(&mut self, rt: &Runtime) -> Self::Store;
+
+    /// Frees what the stores handed out so far left behind; call it only once they are all
+    /// dropped.
+    fn cleanup_async(&mut self) {}
+}
+
+/// Fresh `InMemoryStore`s (sync and async: the same type implements both traits).
 #[derive(Debug, Default)]
 pub struct MemStores;
+
+impl AsyncStoreSource for MemStores {
+    type Store = es_core::InMemoryStore;
+
+    fn fresh_async(&mut self, _rt: &Runtime) -> Self::Store {
+        es_core::InMemoryStore::new()
+    }
+}
+
+/// `AsyncSqliteStore`s, each opened with `AsyncSqliteStore::open` in its own new file.
+impl AsyncStoreSource for SqliteFiles {
+    type Store = AsyncSqliteStore;
+
+    fn fresh_async(&mut self, rt: &Runtime) -> Self::Store {
+        let path = self.next_path();
+        rt.block_on(AsyncSqliteStore::open(&path))
+            .expect("open an async SQLite store in the temp dir")
+    }
+
+    fn cleanup_async(&mut self) {
+        self.remove_files();
+    }
+}
 
 impl StoreSource for MemStores {
     type Store = es_core::InMemoryStore;
@@ -153,6 +194,27 @@ impl StoreSource for PostgresSchemas {
     }
 
     fn cleanup(&mut self) {
+        self.drop_schemas();
+    }
+}
+
+/// `AsyncPostgresStore`s, each in its own new schema, opened on the benchmark's runtime.
+#[cfg(feature = "postgres-async")]
+impl AsyncStoreSource for PostgresSchemas {
+    type Store = es_postgres::AsyncPostgresStore;
+
+    fn fresh_async(&mut self, rt: &Runtime) -> Self::Store {
+        let schema = self.next_schema();
+        let store = rt
+            .block_on(es_postgres::AsyncPostgresStore::connect_with_schema(
+                &self.url, &schema,
+            ))
+            .expect("connect to PostgreSQL (ES_POSTGRES_URL)");
+        self.created.push(schema);
+        store
+    }
+
+    fn cleanup_async(&mut self) {
         self.drop_schemas();
     }
 }
@@ -211,9 +273,14 @@ impl SqliteFiles {
 
     /// A store in a new, empty file.
     pub fn fresh(&mut self) -> SqliteStore {
-        self.next += 1;
-        let path = self.dir.path().join(format!("store-{}.db", self.next));
+        let path = self.next_path();
         SqliteStore::open(&path).expect("open a SQLite store in the temp dir")
+    }
+
+    /// The path of a new file in the temp dir.
+    fn next_path(&mut self) -> PathBuf {
+        self.next += 1;
+        self.dir.path().join(format!("store-{}.db", self.next))
     }
 
     /// Removes the files of every store handed out so far (they must all be dropped), to
@@ -248,11 +315,16 @@ impl PostgresSchemas {
 
     /// A store in a new, empty schema.
     pub fn fresh(&mut self) -> PostgresStore {
-        let schema = format!("{}_{}", self.prefix, self.created.len() + 1);
+        let schema = self.next_schema();
         let store = PostgresStore::connect_with_schema(&self.url, &schema)
             .expect("connect to PostgreSQL (ES_POSTGRES_URL)");
         self.created.push(schema);
         store
+    }
+
+    /// The name of the next schema to create.
+    fn next_schema(&self) -> String {
+        format!("{}_{}", self.prefix, self.created.len() + 1)
     }
 
     /// Drops the schemas created so far (their stores should be dropped first).
@@ -260,17 +332,20 @@ impl PostgresSchemas {
         if self.created.is_empty() {
             return;
         }
-        let dropped =
-            es_postgres::postgres::Client::connect(&self.url, es_postgres::postgres::NoTls)
-                .and_then(|mut client| {
-                    for schema in &self.created {
-                        // Schema names are ours: ASCII letters, digits and underscores.
-                        client.batch_execute(&format!(
-                            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                        ))?;
-                    }
-                    Ok(())
-                });
+        // The `postgres` driver's own parser knows neither `sslrootcert` nor the
+        // `verify-*` modes es-postgres adds, and this cleanup needs no TLS: it connects
+        // without (which the server must allow, as the CI's does).
+        let dropped = es_postgres::postgres::Client::connect(
+            &without_tls_params(&self.url),
+            es_postgres::postgres::NoTls,
+        )
+        .and_then(|mut client| {
+            for schema in &self.created {
+                // Schema names are ours: ASCII letters, digits and underscores.
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))?;
+            }
+            Ok(())
+        });
         match dropped {
             Ok(()) => self.created.clear(),
             Err(error) => eprintln!(
@@ -281,8 +356,55 @@ impl PostgresSchemas {
     }
 }
 
+/// `url` without its `sslmode` and `sslrootcert` parameters (URL or `key=value` form).
+fn without_tls_params(url: &str) -> String {
+    let is_tls = |param: &str| {
+        let key = param.split('=').next().unwrap_or("").trim();
+        key == "sslmode" || key == "sslrootcert"
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let kept: Vec<&str> = query.split('&').filter(|p| !is_tls(p)).collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            None => url.to_owned(),
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|p| !is_tls(p))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 impl Drop for PostgresSchemas {
     fn drop(&mut self) {
         self.drop_schemas();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_tls_params;
+
+    #[test]
+    fn tls_params_are_removed() {
+        assert_eq!(
+            without_tls_params("postgres://es:es@127.0.0.1:5432/es?sslrootcert=/ca.crt"),
+            "postgres://es:es@127.0.0.1:5432/es"
+        );
+        assert_eq!(
+            without_tls_params("postgres://h/db?sslmode=verify-full&application_name=x"),
+            "postgres://h/db?application_name=x"
+        );
+        assert_eq!(
+            without_tls_params("host=h sslmode=require dbname=es"),
+            "host=h dbname=es"
+        );
     }
 }
