@@ -78,20 +78,32 @@ pub(super) async fn append(
 
     let count = batch_count(stream, events)?;
     // 1. Take the positions; the counter row stays locked until the transaction ends.
-    let last: i64 = client
-        .query_one(&sql.take_positions, &[&count])
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(backend)?;
-    let first = first_position(schema, last, count)?;
-    // 2. A key already committed wins over the expected version.
-    if let Some(key) = options.idempotency_key {
-        if let Some(outcome) = find_key(client, sql, stream, key).await? {
-            return Ok(outcome);
+    // 2. Look up the key, and 3. read the stream's version: sent together with the
+    // counter update (pipelined on the connection), so the server runs them in order,
+    // after the lock is taken, and the lock is held for one round trip less per statement.
+    // Every append of the store waits for that lock, so its length bounds the store's
+    // append rate.
+    let take = async {
+        client
+            .query_one(&sql.take_positions, &[&count])
+            .await
+            .and_then(|row| row.try_get::<_, i64>(0))
+            .map_err(backend)
+    };
+    let key = async {
+        match options.idempotency_key {
+            Some(key) => find_key(client, sql, stream, key).await,
+            None => Ok(None),
         }
+    };
+    let version = current_version(client, sql, stream);
+    let (last, found, current) = futures_util::future::try_join3(take, key, version).await?;
+    let first = first_position(schema, last, count)?;
+    // A key already committed wins over the expected version.
+    if let Some(outcome) = found {
+        return Ok(outcome);
     }
-    // 3. Check the expectation.
-    let current = current_version(client, sql, stream).await?;
+    // Check the expectation.
     let current_sql = checked_current(stream, expected, current, count)?;
     // 4. Insert the batch, the stream's version and the key in one statement.
     let params = InsertParams::new(
