@@ -1,7 +1,9 @@
 //! A bank account kept in a durable store: run it twice and the second run shows the
 //! history the first one recorded. It also shows the temporal queries (the state at a
 //! version, and as of a time), snapshots every 10 events, and every withdrawal listed by
-//! event type across accounts.
+//! event type across accounts. On SQLite it keeps a read model of balances by owner in the
+//! same file, whose rows are committed with its checkpoint in one transaction (exactly
+//! once).
 //!
 //! ```text
 //! cargo run --example bank_account                      # SQLite file ./bank_account.db
@@ -12,9 +14,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use es_core::{
-    Aggregate, Event, EventStore, ExpectedVersion, Metadata, NewEvent, Repository, StreamRef,
-    UpcastError, applies,
+    Aggregate, Event, EventRecord, EventStore, ExpectedVersion, Metadata, NewEvent, Projector,
+    Repository, StreamRef, UpcastError, applies, read_model,
 };
+use es_sqlite::rusqlite::{Connection, Transaction, params};
+use es_sqlite::{ExactlyOnce, SqliteReadModel, SqliteStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -143,8 +147,85 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         run(es_postgres::PostgresStore::connect(&url)?)
     } else {
         println!("store: SQLite file {db}");
-        run(es_sqlite::SqliteStore::open(&db)?)
+        let store = SqliteStore::open(&db)?;
+        run(store.clone())?;
+        balances_by_owner(&store)
     }
+}
+
+/// Balances by owner, in the table `rm_accounts` of the event store's SQLite file. The
+/// handlers only note what changed; `write` applies it to the table in the transaction
+/// that also stores the checkpoint, so the table never counts an event twice, nor misses
+/// one, whatever happens to the process.
+#[derive(Debug, Default)]
+struct BalancesByOwner {
+    /// The changes of the current batch, in order: (account, owner if opened, amount).
+    changes: Vec<(String, Option<String>, i64)>,
+}
+
+#[read_model(name = "balances-by-owner", from = BankAccount)]
+impl BalancesByOwner {
+    fn opened(&mut self, e: &AccountOpened, record: &EventRecord<'_>) {
+        let (account, owner) = (record.stream.id.to_owned(), Some(e.owner.clone()));
+        self.changes.push((account, owner, e.initial as i64));
+    }
+    fn deposited(&mut self, e: &MoneyDeposited, record: &EventRecord<'_>) {
+        let account = record.stream.id.to_owned();
+        self.changes.push((account, None, e.amount as i64));
+    }
+    fn withdrawn(&mut self, e: &MoneyWithdrawn, record: &EventRecord<'_>) {
+        let account = record.stream.id.to_owned();
+        self.changes.push((account, None, -(e.amount as i64)));
+    }
+}
+
+impl SqliteReadModel for BalancesByOwner {
+    fn write(&mut self, tx: &Transaction<'_>) -> es_sqlite::rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO rm_accounts (account, owner, balance) VALUES (?1, COALESCE(?2, ''), ?3) \
+             ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance, \
+             owner = COALESCE(?2, owner)",
+        )?;
+        for (account, owner, amount) in self.changes.drain(..) {
+            upsert.execute(params![account, owner, amount])?;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self, tx: &Transaction<'_>) -> es_sqlite::rusqlite::Result<()> {
+        tx.execute("DELETE FROM rm_accounts", []).map(drop)
+    }
+}
+
+fn balances_by_owner(store: &SqliteStore) -> Result<(), Box<dyn std::error::Error>> {
+    let checkpoints = ExactlyOnce::open(store)?;
+    checkpoints.connection().execute_batch(
+        "CREATE TABLE IF NOT EXISTS rm_accounts (
+             account TEXT PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER NOT NULL
+         )",
+    )?;
+    let mut projector = Projector::new(store.clone(), BalancesByOwner::default(), checkpoints);
+    let done = projector.catch_up()?;
+    println!(
+        "balances by owner (exactly-once read model in the same file; {} new events applied, checkpoint {}):",
+        done.applied, done.position
+    );
+    let conn: &Connection = projector.checkpoints().connection();
+    let mut stmt = conn.prepare(
+        "SELECT owner, SUM(balance), COUNT(*) FROM rm_accounts GROUP BY owner ORDER BY owner",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (owner, balance, accounts) = row?;
+        println!("  {owner:<8} {balance:>6} over {accounts} account(s)");
+    }
+    Ok(())
 }
 
 fn run<S: EventStore + Clone>(store: S) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,10 +1,15 @@
-//! Stock counts per item, with one inventory stream per warehouse sharing one store.
+//! Stock counts per item, with one inventory stream per warehouse sharing one store, and
+//! two read models built from the global log over every inventory: the most collected
+//! items, and where each item was collected.
 //!
 //! Run with `cargo run --example inventory`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use es_core::{Aggregate, Event, EventStore, InMemoryStore, Repository, applies};
+use es_core::{
+    Aggregate, Event, EventRecord, EventStore, InMemoryStore, Projector, Repository, applies,
+    read_model,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -94,6 +99,49 @@ impl Inventory {
     }
 }
 
+/// How often each item was added, over every inventory.
+#[derive(Debug, Default)]
+struct MostCollected {
+    additions: BTreeMap<String, u32>,
+}
+
+#[read_model(name = "most-collected", from = Inventory)]
+impl MostCollected {
+    fn added(&mut self, e: &ItemsAdded) {
+        *self.additions.entry(e.item.clone()).or_default() += 1;
+    }
+}
+
+impl MostCollected {
+    /// The `n` items added most often, most first (ties by name).
+    fn top(&self, n: usize) -> Vec<(&str, u32)> {
+        let mut items: Vec<(&str, u32)> = self
+            .additions
+            .iter()
+            .map(|(item, count)| (item.as_str(), *count))
+            .collect();
+        items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        items.truncate(n);
+        items
+    }
+}
+
+/// Where each item was ever added: item -> the inventories (places) it was added to.
+#[derive(Debug, Default)]
+struct ItemOrigins {
+    places: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[read_model(name = "item-origins", from = Inventory)]
+impl ItemOrigins {
+    fn added(&mut self, e: &ItemsAdded, record: &EventRecord<'_>) {
+        self.places
+            .entry(e.item.clone())
+            .or_default()
+            .insert(record.stream.id.to_owned());
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = InMemoryStore::new();
     let repo = Repository::<Inventory, _>::new(store.clone());
@@ -131,5 +179,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             event.payload
         );
     }
+
+    // Read models over the same log. The store keeps their checkpoints too.
+    let mut most_collected =
+        Projector::new(store.clone(), MostCollected::default(), store.clone()).with_batch_size(4);
+    let mut origins = Projector::new(store.clone(), ItemOrigins::default(), store.clone());
+    most_collected.catch_up()?;
+    origins.catch_up()?;
+
+    // More inventories; the projectors apply only what is new.
+    repo.execute("cave", |inv| inv.restock(&[("sword", 1), ("potion", 2)]))?;
+    repo.execute("tower", |inv| inv.add("sword", 1))?;
+    repo.execute("market", |inv| inv.restock(&[("potion", 5), ("sword", 2)]))?;
+    repo.execute("tower", |inv| inv.remove("sword", 1))?;
+    let applied = most_collected.catch_up()?.applied;
+    origins.catch_up()?;
+    println!("\nread models ({applied} new additions applied):");
+    println!("  most collected: {:?}", most_collected.read_model().top(2));
+    println!("  item origins:");
+    for (item, places) in &origins.read_model().places {
+        println!("    {item:>6}: {places:?}");
+    }
+
+    // A rebuild (after the read model's code changed, say) replays the whole log.
+    let rebuilt = most_collected.rebuild(|progress| {
+        println!(
+            "  rebuilding most-collected: {}/{} events",
+            progress.done, progress.total
+        );
+    })?;
+    println!(
+        "  rebuilt from {} additions: {:?}",
+        rebuilt.applied,
+        most_collected.read_model().top(3)
+    );
     Ok(())
 }

@@ -265,6 +265,67 @@ pub mod stock {
     }
 }
 
+/// A read model over the carts: `#[read_model]` output under the same lints.
+pub mod popular {
+    use std::collections::BTreeMap;
+
+    use es_core::{EventRecord, Projector, ReadModel, Repository, read_model};
+
+    use super::{Cart, ItemAdded, ItemRemoved};
+
+    /// Quantities added per article, over every cart.
+    #[derive(Debug, Default)]
+    pub struct Popular {
+        /// Article -> quantity added.
+        pub added: BTreeMap<String, u64>,
+        /// The global position of the last event applied.
+        pub last: u64,
+    }
+
+    /// The handler refused an event.
+    #[derive(Debug)]
+    pub struct Refused;
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refused")
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    #[read_model(name = "popular", from = Cart)]
+    impl Popular {
+        fn added(&mut self, e: &ItemAdded, record: &EventRecord<'_>) {
+            *self.added.entry(e.sku.clone()).or_default() += u64::from(e.quantity);
+            self.last = record.global_position;
+        }
+
+        fn removed(&mut self, e: &ItemRemoved) -> Result<(), Refused> {
+            if e.sku.is_empty() {
+                return Err(Refused);
+            }
+            self.added.remove(&e.sku);
+            Ok(())
+        }
+    }
+
+    /// Projects a cart's events.
+    ///
+    /// # Panics
+    ///
+    /// If the generated code misbehaves.
+    pub fn demo() {
+        let store = es_core::InMemoryStore::new();
+        let repo = Repository::<Cart, _>::new(store.clone());
+        repo.execute("c", |cart| cart.create("Eve")).unwrap();
+        let mut projector = Projector::new(store.clone(), Popular::default(), store);
+        projector.catch_up().unwrap();
+        assert_eq!(Popular::NAME, "popular");
+        assert_eq!(Popular::HANDLES.len(), 2);
+    }
+}
+
 /// Runs the domain: decisions, the repository, and upcasting stored payloads.
 ///
 /// # Panics
@@ -331,6 +392,7 @@ pub fn demo() {
     assert_eq!(ItemAdded::VERSION, 3);
     renamed::demo();
     stock::demo();
+    popular::demo();
 }
 
 #[test]

@@ -324,6 +324,10 @@ fn a_release1_file_is_migrated_and_reads_back_unchanged() {
         table_exists(&path, "es_snapshots"),
         "version 3 keeps snapshots"
     );
+    assert!(
+        table_exists(&path, "es_checkpoints"),
+        "version 3 keeps read-model checkpoints"
+    );
     let by_type: i64 = Connection::open(&path)
         .unwrap()
         .query_row(

@@ -187,3 +187,11 @@ fn a_reader_never_creates_a_database_where_the_file_was_removed() {
         "the reader must not create an empty database"
     );
 }
+
+mod checkpoints {
+    es_store_tests::checkpoint_tests!(super::make);
+
+    mod in_memory {
+        es_store_tests::checkpoint_tests!(|| es_sqlite::SqliteStore::open_in_memory().unwrap());
+    }
+}

@@ -10,4 +10,5 @@ fn ui() {
     t.compile_fail("tests/ui/aggregate/*.rs");
     t.compile_fail("tests/ui/applies/*.rs");
     t.compile_fail("tests/ui/upcast/*.rs");
+    t.compile_fail("tests/ui/read_model/*.rs");
 }

@@ -32,6 +32,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::envelope::{EventRecord, MetadataRef, NewEvent, StreamKey, StreamRef};
+/// How a [`CheckpointStore`](crate::CheckpointStore) decides a lease request.
+pub use crate::projection::decide_lease;
 use crate::store::{AppendOptions, AppendOutcome, MAX_IDEMPOTENCY_KEY_LEN, Snapshot, StoreError};
 
 /// The deepest nesting of arrays and objects a stored payload may have: serde_json refuses

@@ -12,6 +12,12 @@
 //! * [`Repository`] loads an aggregate (a [`Versioned`] state), runs a command (a closure
 //!   returning events or a domain error) and appends the events with optimistic
 //!   concurrency, retrying on conflict as its [`RetryPolicy`] says.
+//! * [`#[read_model]`](macro@read_model) on an `impl` block declares a read model: each
+//!   method handles one event type of one aggregate type (`#[from(Inventory)]`), optionally
+//!   seeing the stored envelope ([`EventRecord`]). A [`Projector`] feeds it the global log
+//!   from its checkpoint ([`CheckpointStore`]): [`catch_up`](Projector::catch_up),
+//!   [`rebuild`](Projector::rebuild) with progress, and [`run`](Projector::run) to keep
+//!   following new events until a [`StopHandle`] stops it.
 //! * [`serde_json`] is re-exported, for upcasters that rewrite stored JSON payloads.
 //! * [`EventStore`] is the storage contract; [`InMemoryStore`] implements it here, and the
 //!   `es-sqlite` and `es-postgres` crates implement it durably.
@@ -98,6 +104,7 @@ mod envelope;
 mod error;
 mod event;
 mod id;
+mod projection;
 mod repository;
 mod store;
 pub mod testing;
@@ -116,9 +123,13 @@ pub use envelope::{
     EventRecord, Metadata, MetadataRef, NewEvent, RecordedEvent, StreamKey, StreamRef,
 };
 pub use error::Error;
-pub use es_macros::{Aggregate, Event, applies};
+pub use es_macros::{Aggregate, Event, applies, read_model};
 pub use event::{Event, EventEnum, IntoEvents};
 pub use id::new_event_id;
+pub use projection::{
+    ApplyError, CaughtUp, CheckpointStore, Checkpointer, DEFAULT_BATCH_SIZE, Handled, Lease,
+    Progress, ProjectionError, Projector, ReadModel, RunOptions, StopHandle, decide_lease,
+};
 #[cfg(feature = "async")]
 pub use repository::AsyncRepository;
 pub use repository::{

@@ -312,3 +312,6 @@ impl crate::EventEnum for NoEvents {
         })
     }
 }
+
+/// Support for the code `#[read_model]` generates.
+pub use crate::projection::private::*;

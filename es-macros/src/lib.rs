@@ -10,6 +10,7 @@ mod applies;
 mod attr;
 mod ctxt;
 mod event;
+mod read_model;
 #[cfg(test)]
 mod snapshots;
 mod symbol;
@@ -200,6 +201,13 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// generated enum itself, and no item of the block may carry `#[event]`, `#[aggregate]` or
 /// another `#[applies]`.
 ///
+/// An aggregate has exactly one `#[applies]` block: each block generates the enum and the
+/// dispatch, so a second block fails with "the name
+/// `one_applies_block_per_aggregate__move_these_handlers_into_the_first_block_for_X` is defined
+/// multiple times"; move its handlers into the first block. The enum takes its name
+/// (`{Aggregate}Event`) in the block's module: if a type of that name is already there, name the
+/// enum with `#[applies(event_enum = OtherName)]`.
+///
 /// Associated consts (and, where the compiler allows them, associated types) are kept as
 /// written and may be used by the handlers; a macro call in the block is rejected, since the
 /// methods it expands to could not be checked or dispatched.
@@ -303,4 +311,108 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn applies(args: TokenStream, item: TokenStream) -> TokenStream {
     applies::expand(args.into(), item.into()).into()
+}
+
+/// Turns an inherent impl block into a read model's event handlers: every method handles
+/// one event type of one aggregate type, named with `#[from(Aggregate)]`:
+/// `fn name(&mut self, event: &SomeEvent)`, or
+/// `fn name(&mut self, event: &SomeEvent, record: &es_core::EventRecord<'_>)` to see the
+/// stored envelope (stream id, version, global position, time, metadata). A handler
+/// returns nothing, or `Result<(), E>` (any error that converts into
+/// `Box<dyn Error + Send + Sync>`): a projector stops at the event whose handler failed.
+///
+/// Generates `es_core::ReadModel` for the type: its stable `NAME`, the `HANDLES` table of
+/// (aggregate type, event type, aliases) a projector reads by, an `apply` that decodes (with
+/// the event's upcasters) only the events it handles and skips the others without decoding
+/// them, and `reset` for rebuilds.
+///
+/// Events of two aggregates may share a stored name (each aggregate has its `Created`): the
+/// handler's `#[from(...)]` says which one it takes, and events of the other aggregate type
+/// never reach it.
+///
+#[doc = include_str!("../doc/read_model_attributes.md")]
+///
+/// Checked at compile time: every handler names its aggregate (by `#[from(...)]` or the
+/// block's `from`), and its event is one that aggregate's `#[applies]` block handles; handler
+/// signatures (`&mut self`, `&Event`, optionally `&EventRecord<'_>`, nothing else; not
+/// generic/async/const/unsafe/extern); the event implements `Event` and the aggregate
+/// `Aggregate`; no two handlers for the same event of the same aggregate; the return type is
+/// `()` or `Result<(), E>`; the type implements `Default` (unless `reset` is given).
+///
+/// A handler under `#[cfg(...)]` (or `#[cfg_attr(..., cfg(...))]`) takes its `HANDLES` entry,
+/// its dispatch and its checks with it. Associated consts are kept as written; a macro call
+/// in the block is rejected.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use es_core::{Aggregate, Event, EventRecord, ReadModel, applies, read_model};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// struct ItemsAdded { item: String, count: u32 }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// struct Inventory { items: u32 }
+///
+/// #[applies]
+/// impl Inventory {
+///     fn added(&mut self, e: &ItemsAdded) { self.items += e.count; }
+/// }
+///
+/// /// How many of each item were ever added, over every inventory.
+/// #[derive(Debug, Default)]
+/// struct Added { by_item: BTreeMap<String, u32>, last: u64 }
+///
+/// #[read_model(name = "items-added")]
+/// impl Added {
+///     #[from(Inventory)]
+///     fn added(&mut self, e: &ItemsAdded, record: &EventRecord<'_>) {
+///         *self.by_item.entry(e.item.clone()).or_default() += e.count;
+///         self.last = record.global_position;
+///     }
+/// }
+///
+/// assert_eq!(Added::NAME, "items-added");
+/// assert_eq!(Added::HANDLES[0].aggregate_type, "Inventory");
+/// ```
+///
+/// The hand-written equivalent (the macro also checks that `Inventory` records `ItemsAdded`):
+///
+/// ```
+/// # use std::collections::BTreeMap;
+/// # use es_core::{Aggregate, Event, EventRecord, applies};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// # struct ItemsAdded { item: String, count: u32 }
+/// # #[derive(Debug, Default, Aggregate)]
+/// # struct Inventory { items: u32 }
+/// # #[applies]
+/// # impl Inventory { fn added(&mut self, e: &ItemsAdded) { self.items += e.count; } }
+/// # #[derive(Debug, Default)]
+/// # struct Added { by_item: BTreeMap<String, u32> }
+/// # impl Added {
+/// #     fn added(&mut self, e: &ItemsAdded) { *self.by_item.entry(e.item.clone()).or_default() += e.count; }
+/// # }
+/// impl es_core::ReadModel for Added {
+///     const NAME: &'static str = "Added";
+///     const HANDLES: &'static [es_core::Handled] = &[es_core::Handled {
+///         aggregate_type: Inventory::AGGREGATE_TYPE,
+///         event_type: ItemsAdded::EVENT_TYPE,
+///         aliases: ItemsAdded::ALIASES,
+///     }];
+///     fn apply(&mut self, record: &EventRecord<'_>) -> Result<(), es_core::ApplyError> {
+///         if Self::HANDLES[0].matches(record) {
+///             let event: ItemsAdded =
+///                 es_core::decode_event(record.event_type, record.schema_version, record.payload)
+///                     .map_err(es_core::ApplyError::Decode)?;
+///             self.added(&event);
+///         }
+///         Ok(())
+///     }
+///     fn reset(&mut self) { *self = Self::default(); }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn read_model(args: TokenStream, item: TokenStream) -> TokenStream {
+    read_model::expand(args.into(), item.into()).into()
 }

@@ -65,3 +65,22 @@ fn applies_with_two_handlers_one_behind_cfg() {
     );
     insta::assert_snapshot!(pretty(expanded));
 }
+
+#[test]
+fn read_model_with_two_aggregates_one_handler_behind_cfg() {
+    let expanded = crate::read_model::expand(
+        quote!(name = "directory"),
+        quote! {
+            impl Directory {
+                #[from(Shop)]
+                fn shop(&mut self, e: &Created) { self.shops += 1; }
+                #[from(User)]
+                fn user(&mut self, e: &user::Created, record: &es_core::EventRecord<'_>) -> Result<(), Refused> { Ok(()) }
+                #[cfg(feature = "audit")]
+                #[from(Shop)]
+                fn audited(&mut self, e: &Audited) {}
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(expanded));
+}

@@ -25,3 +25,7 @@ pub const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST, ALIASES, CRATE];
 pub const UPCAST_KEYS: &[&str] = &[FROM, WITH, VIA];
 pub const AGGREGATE_KEYS: &[&str] = &[NAME, SNAPSHOT_EVERY, SNAPSHOT_VERSION, CRATE];
 pub const APPLIES_KEYS: &[&str] = &[EVENT_ENUM, VIS, DERIVE, CRATE];
+
+pub const READ_MODEL: &str = "read_model";
+pub const RESET: &str = "reset";
+pub const READ_MODEL_KEYS: &[&str] = &[NAME, FROM, RESET, CRATE];

@@ -41,6 +41,15 @@
 //! unique index on them grows at its right edge instead of taking a random page per insert.
 //! Rows are stepped one at a time and handed to the reader borrowed: loading a long stream
 //! never holds it in memory.
+//! `es_checkpoints` keeps, per read model (see [`es_core::Projector`]), the global position
+//! it has applied up to and the lease (owner, expiry) of the projector instance running it.
+//! A lease is taken or renewed in a `BEGIN IMMEDIATE` transaction, under the database's
+//! write lock, so two processes sharing the file never both hold one: a second instance's
+//! `catch_up` reports [`ProjectionError::Locked`](es_core::ProjectionError::Locked) and its
+//! `run` waits until the lease is released or expires (30 s by default, so a killed
+//! instance blocks others for at most that long, unless it restarts under the same owner id).
+//! A read model kept in tables of the same file can be committed exactly once with its
+//! checkpoint: see [`ExactlyOnce`] and [`SqliteReadModel`].
 //! The schema version lives in its own table, `es_schema_version`, rather than in
 //! `PRAGMA user_version`, so the file can also hold your own tables and their migrations.
 //! [`SqliteStore::open`] creates or migrates the schema and refuses (with
@@ -112,7 +121,9 @@
 
 #[cfg(feature = "async")]
 mod asynchronous;
+mod checkpoint;
 mod error;
+mod exactly_once;
 mod row;
 mod schema;
 mod store;
@@ -120,6 +131,7 @@ mod store;
 #[cfg(feature = "async")]
 pub use asynchronous::AsyncSqliteStore;
 pub use error::Error;
+pub use exactly_once::{ExactlyOnce, SqliteReadModel};
 pub use store::SqliteStore;
 
 /// The `rusqlite` this crate is built with, for opening the same file for your own tables

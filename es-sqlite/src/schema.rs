@@ -42,7 +42,8 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
          event_count     INTEGER NOT NULL,
          PRIMARY KEY (aggregate_type, stream_id, idempotency_key)
      ) WITHOUT ROWID;",
-    // 2 -> 3: queries by event type read only matching events, and snapshots.
+    // 2 -> 3: queries by event type read only matching events, snapshots, and read-model
+    // checkpoints with their leases.
     "CREATE INDEX es_events_by_type ON es_events (aggregate_type, event_type, global_position);
      CREATE TABLE es_snapshots (
          aggregate_type   TEXT    NOT NULL,
@@ -52,6 +53,13 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
          taken_at         INTEGER NOT NULL, -- microseconds since the Unix epoch
          state            TEXT    NOT NULL, -- JSON
          PRIMARY KEY (aggregate_type, stream_id, stream_version)
+     ) WITHOUT ROWID;
+     CREATE TABLE es_checkpoints (
+         name        TEXT    NOT NULL PRIMARY KEY, -- the read model's name
+         position    INTEGER NOT NULL,             -- global position of the last event applied
+         updated_at  INTEGER NOT NULL,             -- microseconds since the Unix epoch
+         lease_owner TEXT,                         -- the projector instance running it
+         lease_until INTEGER                       -- microseconds since the Unix epoch
      ) WITHOUT ROWID;",
 ];
 

@@ -136,8 +136,18 @@ impl SqliteStore {
         self
     }
 
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Runs `f` on the connection appends use (holding it for the duration).
+    pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        f(&mut lock(&self.inner.writer))
+    }
+
     /// Runs `read` on a read connection: a pooled one for a file, the only one in memory.
-    fn with_reader<T>(
+    pub(crate) fn with_reader<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -189,17 +199,17 @@ fn open_file(path: &Path, create: bool) -> Result<Connection, Error> {
 
 /// Locks a connection mutex. A panic while it was held cannot leave a transaction open
 /// (rusqlite rolls back on drop), so a poisoned lock still guards a usable connection.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn backend(error: rusqlite::Error) -> StoreError {
+pub(crate) fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::backend(error)
 }
 
 /// A stream version or position as SQLite stores it; values beyond `i64::MAX` saturate,
 /// which only matters for "read from" bounds no store ever reaches.
-fn sql_int(value: u64) -> i64 {
+pub(crate) fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 

@@ -34,6 +34,7 @@ mod account;
 #[cfg(feature = "async")]
 mod asynchronous;
 mod bad_data;
+mod checkpoints;
 mod concurrency;
 mod expected_version;
 mod idempotency;
@@ -44,8 +45,8 @@ mod validation;
 use std::ops::RangeInclusive;
 
 use es_core::{
-    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    Snapshot, StoreError, StreamRef, Visitor,
+    AppendOptions, AppendOutcome, CheckpointStore, EventStore, ExpectedVersion, Lease, Metadata,
+    NewEvent, RecordedEvent, Snapshot, StoreError, StreamRef, Visitor,
 };
 
 pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
@@ -56,6 +57,10 @@ pub use asynchronous::{
     async_visitors_can_stop_early,
 };
 pub use bad_data::{corrupt_row_is_reported, event_ids_are_unique, unknown_event_type_is_reported};
+pub use checkpoints::{
+    a_projector_resumes_from_its_checkpoint, checkpoints_are_kept_per_read_model,
+    deleted_checkpoints_read_as_zero, leases_are_exclusive,
+};
 pub use concurrency::{concurrent_batches_do_not_interleave, no_lost_update_under_concurrency};
 pub use expected_version::{
     conflicting_batch_stores_nothing, expected_any, expected_exact, expected_no_stream,
@@ -170,6 +175,33 @@ impl<S: EventStore, G: Send + Sync> EventStore for Fixture<S, G> {
     }
 }
 
+impl<S: CheckpointStore, G: Send + Sync> CheckpointStore for Fixture<S, G> {
+    fn load_checkpoint(&self, read_model: &str) -> Result<u64, StoreError> {
+        self.store.load_checkpoint(read_model)
+    }
+
+    fn save_checkpoint(&self, read_model: &str, position: u64) -> Result<(), StoreError> {
+        self.store.save_checkpoint(read_model, position)
+    }
+
+    fn delete_checkpoint(&self, read_model: &str) -> Result<(), StoreError> {
+        self.store.delete_checkpoint(read_model)
+    }
+
+    fn acquire_lease(
+        &self,
+        read_model: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Lease, StoreError> {
+        self.store.acquire_lease(read_model, owner, ttl)
+    }
+
+    fn release_lease(&self, read_model: &str, owner: &str) -> Result<(), StoreError> {
+        self.store.release_lease(read_model, owner)
+    }
+}
+
 /// Expands to one `#[test]` per conformance case for the store the factory makes.
 ///
 /// ```ignore
@@ -252,6 +284,37 @@ macro_rules! store_tests {
     // The short form: just the factory.
     ($make:expr $(,)?) => {
         $crate::store_tests! { make: $make }
+    };
+}
+
+/// Expands to one `#[test]` per conformance case of read-model checkpoints and leases
+/// ([`CheckpointStore`](es_core::CheckpointStore)), and of a projector over the store, for
+/// a store the factory makes. Separate from [`store_tests!`], so a store adds checkpoints
+/// when it implements them.
+///
+/// ```ignore
+/// es_store_tests::checkpoint_tests!(es_core::InMemoryStore::new);
+///
+/// es_store_tests::checkpoint_tests! {
+///     make: make_store,            // required: fn() -> S, S: EventStore + CheckpointStore + Clone
+///     enabled: server_available(), // optional: a bool expression; false skips each case
+/// }
+/// ```
+#[macro_export]
+macro_rules! checkpoint_tests {
+    (make: $make:expr, enabled: $enabled:expr $(,)?) => {
+        $crate::store_tests!(@cases ($make) ($enabled);
+            checkpoints_are_kept_per_read_model,
+            deleted_checkpoints_read_as_zero,
+            leases_are_exclusive,
+            a_projector_resumes_from_its_checkpoint,
+        );
+    };
+    (make: $make:expr $(,)?) => {
+        $crate::checkpoint_tests! { make: $make, enabled: true }
+    };
+    ($make:expr $(,)?) => {
+        $crate::checkpoint_tests! { make: $make }
     };
 }
 

@@ -46,6 +46,8 @@ pub struct InMemoryStore {
     log: Arc<RwLock<Log>>,
     /// Stamps each append's events.
     clock: SharedClock,
+    /// Read-model checkpoints and leases (see [`CheckpointStore`](crate::CheckpointStore)).
+    pub(crate) checkpoints: crate::projection::MemoryCheckpoints,
 }
 
 impl Default for InMemoryStore {
@@ -53,6 +55,7 @@ impl Default for InMemoryStore {
         Self {
             log: Arc::default(),
             clock: clock::system(),
+            checkpoints: Arc::default(),
         }
     }
 }
@@ -154,6 +157,7 @@ impl InMemoryStore {
         Self {
             log: Arc::default(),
             clock: Arc::new(clock),
+            checkpoints: Arc::default(),
         }
     }
 

@@ -1,0 +1,16 @@
+//! The read side: read models declared with `#[read_model]`, fed the global log by a
+//! [`Projector`] that keeps their checkpoints.
+
+mod checkpoint;
+mod projector;
+mod read_model;
+
+#[doc(hidden)]
+pub mod private;
+
+pub(crate) use checkpoint::MemoryCheckpoints;
+pub use checkpoint::{CheckpointStore, Checkpointer, Lease, decide_lease};
+pub use projector::{
+    CaughtUp, DEFAULT_BATCH_SIZE, Progress, ProjectionError, Projector, RunOptions, StopHandle,
+};
+pub use read_model::{ApplyError, Handled, ReadModel};
