@@ -372,6 +372,13 @@ fn a_release1_schema_is_migrated_and_reads_back_unchanged() {
         relation_kind(&mut client, name, "es_commands").as_deref(),
         Some("r")
     );
+    for table in ["es_snapshots", "es_checkpoints"] {
+        assert_eq!(
+            relation_kind(&mut client, name, table).as_deref(),
+            Some("r"),
+            "version 3 adds {table}"
+        );
+    }
     assert_eq!(
         positive_check(&mut client, name),
         Some(false),

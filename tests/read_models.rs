@@ -1,7 +1,8 @@
 //! Read models declared with `#[read_model]`, fed by a `Projector`: filtering by aggregate
 //! type, upcasting, the envelope, checkpoints in batches, handler errors and retries,
-//! rebuilds with progress, leases, and `run` with a stop handle; on the in-memory store and
-//! on SQLite.
+//! rebuilds with progress, leases, and `run` with a stop handle; on the in-memory store, on
+//! SQLite, and on PostgreSQL when `ES_POSTGRES_URL` is set (see also
+//! `tests/projection_postgres.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,19 @@ use es_core::{
 use es_sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+#[path = "support/postgres.rs"]
+mod support;
+
+/// A PostgreSQL store in a fresh schema and the schema's guard (dropped after the store),
+/// or `None` (with a message) without a server.
+fn postgres() -> Option<(es_postgres::PostgresStore, support::Schema)> {
+    let url = support::url()?;
+    let name = support::fresh_schema();
+    let store = es_postgres::PostgresStore::connect_with_schema(&url, &name)
+        .expect("connect to PostgreSQL");
+    Some((store, support::Schema { url, name }))
+}
 
 mod shop {
     use super::*;
@@ -321,6 +335,22 @@ fn catalog_in_memory() {
 fn catalog_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     catalog_case(SqliteStore::open(dir.path().join("events.db")).unwrap());
+}
+
+#[test]
+fn catalog_on_postgres() {
+    let Some((store, _schema)) = postgres() else {
+        return;
+    };
+    catalog_case(store);
+}
+
+#[test]
+fn directory_on_postgres() {
+    let Some((store, _schema)) = postgres() else {
+        return;
+    };
+    directory_case(store);
 }
 
 #[test]

@@ -51,6 +51,101 @@ es_store_tests::store_tests! {
     durable: { corrupt: corrupt },
 }
 
+/// Read-model checkpoints and leases in `es_checkpoints`.
+mod checkpoints {
+    use std::sync::Barrier;
+    use std::thread;
+    use std::time::Duration;
+
+    use es_core::{CheckpointStore, Lease};
+    use es_postgres::PostgresStore;
+
+    use super::{make, url};
+
+    es_store_tests::checkpoint_tests! {
+        make: make,
+        enabled: url().is_some(),
+    }
+
+    /// Stores with pools of their own on one schema stand for processes: of many asking
+    /// for a lease at the same moment, exactly one gets it, and the others are told who.
+    #[test]
+    fn a_lease_is_exclusive_across_stores() {
+        if url().is_none() {
+            return;
+        }
+        const STORES: usize = 8;
+        let fixture = make();
+        let (url, name) = (&fixture.guard().url, &fixture.guard().name);
+        let stores: Vec<PostgresStore> = (0..STORES)
+            .map(|_| PostgresStore::connect_with_schema(url, name).unwrap())
+            .collect();
+        let ttl = Duration::from_secs(60);
+        for round in 0..5 {
+            let model = format!("model-{round}");
+            let barrier = Barrier::new(STORES);
+            let leases: Vec<(String, Lease)> = thread::scope(|scope| {
+                let handles: Vec<_> = stores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, store)| {
+                        let (barrier, model) = (&barrier, &model);
+                        scope.spawn(move || {
+                            let owner = format!("owner-{i}");
+                            barrier.wait();
+                            let lease = store.acquire_lease(model, &owner, ttl).unwrap();
+                            (owner, lease)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let winners: Vec<&String> = leases
+                .iter()
+                .filter(|(_, lease)| matches!(lease, Lease::Acquired { .. }))
+                .map(|(owner, _)| owner)
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}: {leases:?}");
+            let winner = winners[0];
+            for (owner, lease) in &leases {
+                if owner != winner {
+                    assert!(
+                        matches!(lease, Lease::HeldBy { owner: holder, .. } if holder == winner),
+                        "round {round}: {owner} got {lease:?}, the lease is {winner}'s"
+                    );
+                }
+            }
+            // Released, it is free for another store; the checkpoint was never touched.
+            stores[0].release_lease(&model, winner).unwrap();
+            assert!(matches!(
+                stores[1].acquire_lease(&model, "late", ttl).unwrap(),
+                Lease::Acquired { .. }
+            ));
+            assert_eq!(stores[2].load_checkpoint(&model).unwrap(), 0);
+        }
+    }
+
+    /// A name PostgreSQL text cannot hold is refused before it reaches the server.
+    #[test]
+    fn nul_characters_in_read_model_names_are_refused() {
+        if url().is_none() {
+            return;
+        }
+        let store = make();
+        for error in [
+            store.save_checkpoint("bad\0name", 1).unwrap_err(),
+            store.load_checkpoint("bad\0name").unwrap_err(),
+            store
+                .acquire_lease("ok", "bad\0owner", Duration::from_secs(1))
+                .unwrap_err(),
+        ] {
+            assert!(error.to_string().contains("NUL character"), "{error}");
+        }
+        store.save_checkpoint("ok", 3).unwrap();
+        assert_eq!(store.load_checkpoint("ok").unwrap(), 3);
+    }
+}
+
 /// Holds one append's transaction open, starts a second append, then ends the first with
 /// `finish` (commit or roll back). Returns what a global-log reader saw while the first was
 /// open, and the store.

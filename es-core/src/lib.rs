@@ -128,7 +128,8 @@ pub use event::{Event, EventEnum, IntoEvents};
 pub use id::new_event_id;
 pub use projection::{
     ApplyError, CaughtUp, CheckpointStore, Checkpointer, DEFAULT_BATCH_SIZE, Handled, Lease,
-    Progress, ProjectionError, Projector, ReadModel, RunOptions, StopHandle, decide_lease,
+    Progress, ProjectionError, Projector, Reaction, ReadModel, RunOptions, StopHandle,
+    decide_lease,
 };
 #[cfg(feature = "async")]
 pub use repository::AsyncRepository;

@@ -36,6 +36,17 @@
 //! * `es_commands`: the idempotency keys of committed appends, per stream, with their
 //!   outcome (see [`es_core::AppendOptions`]).
 //! * `es_position`: one row, the last global position handed out (see below).
+//! * `es_snapshots`: aggregate snapshots, by stream and version.
+//! * `es_checkpoints`: per read model (see [`es_core::Projector`]), the global position it
+//!   has applied up to and the lease (owner, expiry) of the projector instance running it;
+//!   [`PostgresStore`] implements [`es_core::CheckpointStore`] over it. A lease is taken or
+//!   renewed by one conditional `INSERT ... ON CONFLICT DO UPDATE ... WHERE`, atomic on the
+//!   server, with expiry on the server's clock, so two processes never both hold one: a
+//!   second instance's `catch_up` reports
+//!   [`ProjectionError::Locked`](es_core::ProjectionError::Locked) and its `run` waits
+//!   until the lease is released or expires (30 s by default). A projector never skips an
+//!   event that commits late: positions commit in order (see below), so a reader sees a
+//!   prefix of the log, and an append still open only holds the reader back.
 //! * `es_schema_version`: the layout version, so later releases can migrate. A schema
 //!   written by a newer release is refused with [`Error::SchemaTooNew`].
 //!
@@ -204,6 +215,7 @@
 mod append;
 #[cfg(feature = "async")]
 mod asynchronous;
+mod checkpoint;
 mod error;
 mod offload;
 mod options;

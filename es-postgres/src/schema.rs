@@ -96,7 +96,9 @@ fn migration(step: i32, s: &str) -> Option<String> {
                  CHECK (stream_version > 0 AND global_position > 0 AND schema_version > 0)
                  NOT VALID;"
         )),
-        // 2 -> 3: queries by event type read only matching events, and snapshots.
+        // 2 -> 3: queries by event type read only matching events, snapshots, and
+        // read-model checkpoints with the lease (owner, expiry) of the projector instance
+        // running each read model.
         2 => Some(format!(
             "CREATE INDEX es_events_by_type ON {s}.es_events
                  (aggregate_type, event_type, global_position);
@@ -108,6 +110,13 @@ fn migration(step: i32, s: &str) -> Option<String> {
                  taken_at         timestamptz NOT NULL,
                  state            jsonb       NOT NULL,
                  PRIMARY KEY (aggregate_type, stream_id, stream_version)
+             );
+             CREATE TABLE {s}.es_checkpoints (
+                 name        text        PRIMARY KEY,
+                 position    bigint      NOT NULL CHECK (position >= 0),
+                 updated_at  timestamptz NOT NULL,
+                 lease_owner text,
+                 lease_until timestamptz
              );"
         )),
         _ => None,

@@ -21,6 +21,12 @@ pub(crate) struct Statements<T> {
     pub(crate) save_snapshot: T,
     pub(crate) load_snapshot: T,
     pub(crate) prune_snapshots: T,
+    pub(crate) load_checkpoint: T,
+    pub(crate) save_checkpoint: T,
+    pub(crate) delete_checkpoint: T,
+    pub(crate) take_lease: T,
+    pub(crate) lease_holder: T,
+    pub(crate) release_lease: T,
 }
 
 /// A statement in either form.
@@ -130,6 +136,40 @@ impl Statements<String> {
                      WHERE aggregate_type = $1 AND stream_id = $2 \
                      ORDER BY stream_version DESC LIMIT $3)"
             ),
+            load_checkpoint: format!("SELECT position FROM {s}.es_checkpoints WHERE name = $1"),
+            // Keeps the lease columns of an existing row.
+            save_checkpoint: format!(
+                "INSERT INTO {s}.es_checkpoints (name, position, updated_at) \
+                 VALUES ($1, $2, now()) \
+                 ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, \
+                     updated_at = EXCLUDED.updated_at"
+            ),
+            delete_checkpoint: format!(
+                "UPDATE {s}.es_checkpoints SET position = 0, updated_at = now() WHERE name = $1"
+            ),
+            // Takes the lease of read model $1 for owner $2 for $3 microseconds if it is
+            // free, expired or already $2's (`es_core::backend::decide_lease`, on the
+            // server's clock): one row back if taken, none if another owner holds it. The
+            // conflicting row stays locked either way until the transaction ends, so
+            // `lease_holder` after it, in the same READ COMMITTED transaction, reads the
+            // holder that refused it.
+            take_lease: format!(
+                "INSERT INTO {s}.es_checkpoints AS c \
+                     (name, position, updated_at, lease_owner, lease_until) \
+                 VALUES ($1, 0, now(), $2, now() + $3::bigint * interval '1 microsecond') \
+                 ON CONFLICT (name) DO UPDATE SET lease_owner = EXCLUDED.lease_owner, \
+                     lease_until = EXCLUDED.lease_until \
+                 WHERE c.lease_owner IS NULL OR c.lease_until IS NULL \
+                    OR c.lease_owner = EXCLUDED.lease_owner OR c.lease_until <= now() \
+                 RETURNING c.lease_until"
+            ),
+            lease_holder: format!(
+                "SELECT lease_owner, lease_until, now() FROM {s}.es_checkpoints WHERE name = $1"
+            ),
+            release_lease: format!(
+                "UPDATE {s}.es_checkpoints SET lease_owner = NULL, lease_until = NULL \
+                 WHERE name = $1 AND lease_owner = $2"
+            ),
         }
     }
 
@@ -151,6 +191,12 @@ impl Statements<String> {
             save_snapshot: client.prepare(&self.save_snapshot)?,
             load_snapshot: client.prepare(&self.load_snapshot)?,
             prune_snapshots: client.prepare(&self.prune_snapshots)?,
+            load_checkpoint: client.prepare(&self.load_checkpoint)?,
+            save_checkpoint: client.prepare(&self.save_checkpoint)?,
+            delete_checkpoint: client.prepare(&self.delete_checkpoint)?,
+            take_lease: client.prepare(&self.take_lease)?,
+            lease_holder: client.prepare(&self.lease_holder)?,
+            release_lease: client.prepare(&self.release_lease)?,
         })
     }
 }
@@ -163,13 +209,19 @@ impl Statements<String> {
         &self,
         client: &tokio_postgres::Client,
     ) -> Result<Statements<Statement>, tokio_postgres::Error> {
-        use futures_util::future::{try_join, try_join4};
+        use futures_util::future::{try_join, try_join3, try_join4};
         let (
             (
                 (take_positions, give_back_positions, last_position, stream_version),
                 (find_key, insert, read_stream, read_all),
             ),
-            (read_by_type, save_snapshot, load_snapshot, prune_snapshots),
+            (
+                (read_by_type, save_snapshot, load_snapshot, prune_snapshots),
+                (
+                    (load_checkpoint, save_checkpoint, delete_checkpoint),
+                    (take_lease, lease_holder, release_lease),
+                ),
+            ),
         ) = try_join(
             try_join(
                 try_join4(
@@ -185,11 +237,25 @@ impl Statements<String> {
                     client.prepare(&self.read_all),
                 ),
             ),
-            try_join4(
-                client.prepare(&self.read_by_type),
-                client.prepare(&self.save_snapshot),
-                client.prepare(&self.load_snapshot),
-                client.prepare(&self.prune_snapshots),
+            try_join(
+                try_join4(
+                    client.prepare(&self.read_by_type),
+                    client.prepare(&self.save_snapshot),
+                    client.prepare(&self.load_snapshot),
+                    client.prepare(&self.prune_snapshots),
+                ),
+                try_join(
+                    try_join3(
+                        client.prepare(&self.load_checkpoint),
+                        client.prepare(&self.save_checkpoint),
+                        client.prepare(&self.delete_checkpoint),
+                    ),
+                    try_join3(
+                        client.prepare(&self.take_lease),
+                        client.prepare(&self.lease_holder),
+                        client.prepare(&self.release_lease),
+                    ),
+                ),
             ),
         )
         .await?;
@@ -206,6 +272,12 @@ impl Statements<String> {
             save_snapshot,
             load_snapshot,
             prune_snapshots,
+            load_checkpoint,
+            save_checkpoint,
+            delete_checkpoint,
+            take_lease,
+            lease_holder,
+            release_lease,
         })
     }
 }

@@ -29,8 +29,9 @@ pub enum Lease {
 /// Keeps, per read-model name, the global position of the last event the read model
 /// applied, and a lease naming the one projector instance that runs it.
 ///
-/// [`InMemoryStore`] and `es_sqlite::SqliteStore` implement it, next to their events; the
-/// `es-store-tests` suite (`checkpoint_tests!`) specifies its behaviour.
+/// [`InMemoryStore`], `es_sqlite::SqliteStore` and `es_postgres::PostgresStore` implement
+/// it, next to their events; the `es-store-tests` suite (`checkpoint_tests!`) specifies
+/// its behaviour.
 pub trait CheckpointStore: Send + Sync {
     /// The position stored for `read_model` (0: none, read from the start).
     fn load_checkpoint(&self, read_model: &str) -> Result<u64, StoreError>;

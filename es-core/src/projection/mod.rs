@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod projector;
+mod reaction;
 mod read_model;
 
 #[doc(hidden)]
@@ -13,4 +14,5 @@ pub use checkpoint::{CheckpointStore, Checkpointer, Lease, decide_lease};
 pub use projector::{
     CaughtUp, DEFAULT_BATCH_SIZE, Progress, ProjectionError, Projector, RunOptions, StopHandle,
 };
+pub use reaction::Reaction;
 pub use read_model::{ApplyError, Handled, ReadModel};

@@ -1,7 +1,7 @@
 //! [`InMemoryStore`]: a thread-safe store that keeps every promise a durable one does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::{ControlFlow, Range, RangeInclusive};
+use std::ops::{Range, RangeInclusive};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -182,7 +182,59 @@ impl InMemoryStore {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
         self.log.write().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Visits up to `limit` events of the global log from `from_position` for which
+    /// `matches` holds, in order.
+    ///
+    /// Unlike a stream read, which borrows each event under the store's lock, a read of the
+    /// global log copies the events out a page ([`GLOBAL_PAGE`]) at a time and visits them
+    /// with the lock released: its readers are projectors, and a process manager's handler
+    /// appends to this same store while it is visited (under the lock it would wait for
+    /// itself forever).
+    fn visit_global(
+        &self,
+        from_position: u64,
+        limit: usize,
+        matches: &dyn Fn(&Stream, &StoredEvent) -> bool,
+        visitor: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
+        let mut next = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
+        let mut remaining = limit;
+        while remaining > 0 {
+            let mut page = Vec::new();
+            let mut end = true;
+            {
+                let log = self.read();
+                while let Some(&(stream_index, offset)) = log.global.get(next) {
+                    if page.len() == GLOBAL_PAGE.min(remaining) {
+                        end = false;
+                        break;
+                    }
+                    next += 1;
+                    // The global index only ever points at events already pushed: in bounds.
+                    let stream = &log.streams[stream_index as usize];
+                    let event = &stream.events[offset as usize];
+                    if matches(stream, event) {
+                        page.push(stream.record(u64::from(offset) + 1, event).to_recorded()?);
+                    }
+                }
+            }
+            remaining -= page.len();
+            for event in &page {
+                if visitor(&event.as_record()).is_break() {
+                    return Ok(());
+                }
+            }
+            if end {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// How many events a read of the global log copies out per page.
+const GLOBAL_PAGE: usize = 256;
 
 /// Stream offsets and indexes are kept as `u32` in the global index; a store in memory
 /// cannot hold 2^32 events anyway, but say so rather than wrap.
@@ -339,23 +391,15 @@ impl EventStore for InMemoryStore {
         Ok(())
     }
 
+    /// Reads the global log a page at a time, copying each page out before the visitor
+    /// sees it (see [`GlobalPages`]), so the visitor may write to this store.
     fn visit_all(
         &self,
         from_position: u64,
         limit: usize,
         visitor: &mut Visitor<'_>,
     ) -> Result<(), StoreError> {
-        let log = self.read();
-        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        for &(stream_index, offset) in log.global.iter().skip(start).take(limit) {
-            // The global index only ever points at events already pushed: in bounds.
-            let stream = &log.streams[stream_index as usize];
-            let event = &stream.events[offset as usize];
-            if let ControlFlow::Break(()) = visitor(&stream.record(u64::from(offset) + 1, event)) {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_global(from_position, limit, &|_, _| true, visitor)
     }
 
     fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
@@ -364,6 +408,10 @@ impl EventStore for InMemoryStore {
 
     /// Walks the global index from `from_position`, skipping other events without reading
     /// them: in memory that costs a comparison per event.
+    /// Walks the global index from `from_position`, skipping other events without reading
+    /// them, and copies matching ones out a page at a time, as [`visit_all`] does.
+    ///
+    /// [`visit_all`]: EventStore::visit_all
     fn visit_by_type(
         &self,
         aggregate_type: &str,
@@ -372,27 +420,11 @@ impl EventStore for InMemoryStore {
         limit: usize,
         visitor: &mut Visitor<'_>,
     ) -> Result<(), StoreError> {
-        let log = self.read();
-        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        let mut remaining = limit;
-        for &(stream_index, offset) in log.global.iter().skip(start) {
-            if remaining == 0 {
-                break;
-            }
-            // The global index only ever points at events already pushed: in bounds.
-            let stream = &log.streams[stream_index as usize];
-            let event = &stream.events[offset as usize];
-            if stream.aggregate_type != aggregate_type
-                || !event_types.contains(&event.event_type.as_ref())
-            {
-                continue;
-            }
-            remaining -= 1;
-            if visitor(&stream.record(u64::from(offset) + 1, event)).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        let matches = |stream: &Stream, event: &StoredEvent| {
+            stream.aggregate_type == aggregate_type
+                && event_types.contains(&event.event_type.as_ref())
+        };
+        self.visit_global(from_position, limit, &matches, visitor)
     }
 
     fn save_snapshot(&self, stream: StreamRef<'_>, snapshot: &Snapshot) -> Result<(), StoreError> {
