@@ -1,10 +1,15 @@
-//! An order's lifecycle with invariants enforced by its decisions.
+//! An order's lifecycle with invariants enforced by its decisions, and a process manager
+//! that reserves stock for submitted orders (cancelling an order whose stock is short),
+//! safe to run again over the same events.
 //!
 //! Run with `cargo run --example orders`.
 
 use std::collections::BTreeMap;
 
-use es_core::{Aggregate, Event, InMemoryStore, Repository, applies};
+use es_core::{
+    Aggregate, CheckpointStore, Event, EventRecord, InMemoryStore, Projector, Reaction, Repository,
+    applies, read_model,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -179,8 +184,136 @@ impl Order {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+struct Restocked {
+    quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+struct StockReserved {
+    order: String,
+    quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+struct StockReleased {
+    order: String,
+    quantity: u32,
+}
+
+/// One product's stock.
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(name = "Stock")]
+struct Stock {
+    available: u32,
+}
+
+#[applies]
+impl Stock {
+    fn restocked(&mut self, e: &Restocked) {
+        self.available += e.quantity;
+    }
+    fn reserved(&mut self, e: &StockReserved) {
+        self.available = self.available.saturating_sub(e.quantity);
+    }
+    fn released(&mut self, e: &StockReleased) {
+        self.available += e.quantity;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("only {available} left, {requested} wanted")]
+struct Short {
+    available: u32,
+    requested: u32,
+}
+
+impl Stock {
+    fn reserve(&self, order: &str, quantity: u32) -> Result<StockReserved, Short> {
+        if quantity > self.available {
+            return Err(Short {
+                available: self.available,
+                requested: quantity,
+            });
+        }
+        Ok(StockReserved {
+            order: order.to_owned(),
+            quantity,
+        })
+    }
+}
+
+/// The process manager: when an order is submitted, reserve its stock line by line; when
+/// a line is short, give back what was reserved and cancel the order. Every command runs
+/// with a `Reaction` idempotency key, so delivering the same events again changes nothing:
+/// a reservation already made is a duplicate, and an order this reaction already cancelled
+/// is recognised first (a decision that records nothing, under the cancel key, comes back
+/// as a duplicate when that key was committed).
+struct ReserveStock {
+    orders: Repository<Order, InMemoryStore>,
+    stock: Repository<Stock, InMemoryStore>,
+}
+
+#[read_model(name = "reserve-stock", reset = Self::keep)]
+impl ReserveStock {
+    #[from(Order)]
+    fn submitted(
+        &mut self,
+        _: &OrderSubmitted,
+        record: &EventRecord<'_>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let id = record.stream.id;
+        let reaction = Reaction::to(record, "reserve-stock");
+        let cancel = reaction.step("cancel");
+        let already = self
+            .orders
+            .execute_with_options(id, cancel.options(), |_| Ok::<_, OrderError>(()))?;
+        if already.duplicate {
+            return Ok(());
+        }
+        // The order as it was when submitted.
+        let order = self
+            .orders
+            .load_at(id, record.stream_version)?
+            .ok_or("a submitted order exists")?;
+        let mut reserved = Vec::new();
+        for (sku, &(quantity, _)) in &order.state.lines {
+            let step = reaction.step(&format!("reserve:{sku}"));
+            match self
+                .stock
+                .execute_with_options(sku, step.options(), |s| s.reserve(id, quantity))
+            {
+                Ok(_) => reserved.push((sku, quantity)),
+                Err(error) => {
+                    let short = error.into_rejection()?;
+                    for (sku, quantity) in reserved {
+                        let step = reaction.step(&format!("release:{sku}"));
+                        self.stock.execute_with_options(sku, step.options(), |_| {
+                            Ok::<_, Short>(StockReleased {
+                                order: id.to_owned(),
+                                quantity,
+                            })
+                        })?;
+                    }
+                    let reason = format!("{sku}: {short}");
+                    self.orders
+                        .execute_with_options(id, cancel.options(), |o| o.cancel(&reason))?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReserveStock {
+    /// A process manager keeps no state of its own.
+    fn keep(&mut self) {}
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let repo = Repository::<Order, _>::new(InMemoryStore::new());
+    let store = InMemoryStore::new();
+    let repo = Repository::<Order, _>::new(store.clone());
 
     repo.execute("order-1", |o| o.create("Alice"))?;
     // One decision may record several events, applied in order and appended atomically.
@@ -217,6 +350,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let order = repo.load(id)?.ok_or("the order exists")?;
         println!("  => {:?}, version {}", order.state.status, order.version);
     }
+
+    // The process manager over the same log.
+    let stock = Repository::<Stock, _>::new(store.clone());
+    stock.execute_infallible("apple", |_| Restocked { quantity: 5 })?;
+    for (id, customer, apples) in [("order-3", "Carol", 2), ("order-4", "Dan", 10)] {
+        repo.execute(id, |o| o.create(customer))?;
+        repo.execute(id, |o| o.add_item("apple", apples, 50))?;
+        repo.execute(id, Order::submit)?;
+    }
+    let manager = || ReserveStock {
+        orders: Repository::new(store.clone()),
+        stock: Repository::new(store.clone()),
+    };
+    Projector::new(store.clone(), manager(), store.clone()).catch_up()?;
+    let apples = |stock: &Repository<Stock, _>| -> Result<u32, es_core::Error> {
+        Ok(stock.load("apple")?.map_or(0, |s| s.state.available))
+    };
+    println!("\nprocess manager: stock reserved for submitted orders");
+    println!("  apples left: {}", apples(&stock)?);
+    for id in ["order-3", "order-4"] {
+        let order = repo.load(id)?.ok_or("the order exists")?;
+        println!("  {id}: {:?}", order.state.status);
+    }
+    // Delivered again (say the checkpoint was lost in a crash): nothing changes.
+    store.delete_checkpoint("reserve-stock")?;
+    let again = Projector::new(store.clone(), manager(), store.clone()).catch_up()?;
+    println!(
+        "  delivered {} events again: apples left {}, order-4 {:?}",
+        again.applied,
+        apples(&stock)?,
+        repo.load("order-4")?.ok_or("exists")?.state.status
+    );
     Ok(())
 }
 

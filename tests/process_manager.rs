@@ -113,6 +113,16 @@ impl ReserveStock {
     fn submitted(&mut self, e: &Submitted, record: &EventRecord<'_>) -> Result<(), ReactionError> {
         let order = record.stream.id;
         let reaction = Reaction::to(record, "reserve-stock");
+        // Already cancelled by this reaction (a redelivery)? A decision that records
+        // nothing, under the cancel key, comes back as a duplicate then.
+        let already =
+            self.orders
+                .execute_with_options(order, reaction.step("cancel").options(), |_| {
+                    Ok::<_, std::convert::Infallible>(())
+                })?;
+        if already.duplicate {
+            return Ok(());
+        }
         let mut reserved = Vec::new();
         for (sku, &quantity) in &e.items {
             let step = reaction.step(&format!("reserve:{sku}"));
