@@ -187,7 +187,10 @@ pub const fn check_stored_names(aggregate: &str, events: &[NamedEvent], rust: &s
         let code = name_clash(a.1, a.2, b.1, b.2);
         if code != NO_CLASH {
             let message = clash_message(code, aggregate, a, b);
-            panic!("{}", message.as_str());
+            panic!(
+                "{}",
+                message.as_str_or("two events of this aggregate share a stored name or alias")
+            );
         }
         earlier += 1;
     }
@@ -239,8 +242,9 @@ const fn clash_message(code: u8, aggregate: &str, a: NamedEvent, b: NamedEvent) 
 }
 
 /// A message built in const context, for `panic!("{}", ...)`: pieces that do not fit are
-/// left out whole, so it stays valid UTF-8.
-struct Message {
+/// left out whole, so it stays valid UTF-8. Used by the compile-time checks of
+/// `#[applies]` and `#[read_model]`.
+pub(crate) struct Message {
     bytes: [u8; Message::CAPACITY],
     len: usize,
 }
@@ -248,14 +252,14 @@ struct Message {
 impl Message {
     const CAPACITY: usize = 1024;
 
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Message {
             bytes: [0; Message::CAPACITY],
             len: 0,
         }
     }
 
-    const fn push(mut self, piece: &str) -> Self {
+    pub(crate) const fn push(mut self, piece: &str) -> Self {
         let piece = piece.as_bytes();
         if piece.len() > Message::CAPACITY - self.len {
             return self;
@@ -269,10 +273,12 @@ impl Message {
         self
     }
 
-    const fn as_str(&self) -> &str {
+    /// The message, or `fallback` if it is not valid UTF-8 (it always is: pieces are
+    /// pushed whole).
+    pub(crate) const fn as_str_or<'a>(&'a self, fallback: &'a str) -> &'a str {
         match core::str::from_utf8(self.bytes.split_at(self.len).0) {
             Ok(message) => message,
-            Err(_) => "two events of this aggregate share a stored name or alias",
+            Err(_) => fallback,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Support for the code `#[read_model]` generates. Not public API: no stability promise.
 
+use crate::__private::Message;
 use std::error::Error as StdError;
 
 pub use crate::projection::read_model::{ApplyError, Handled, ReadModel};
@@ -86,43 +87,8 @@ pub const fn check_event_of(
         .push("` has no handler for `")
         .push(event)
         .push("` in its `#[applies]` block, so it never records one; name the aggregate that records it in `#[from(...)]`");
-    panic!("{}", message.as_str());
-}
-
-/// A message built in const context: pieces that do not fit are left out whole.
-struct Message {
-    bytes: [u8; Message::CAPACITY],
-    len: usize,
-}
-
-impl Message {
-    const CAPACITY: usize = 1024;
-
-    const fn new() -> Self {
-        Message {
-            bytes: [0; Message::CAPACITY],
-            len: 0,
-        }
-    }
-
-    const fn push(mut self, piece: &str) -> Self {
-        let piece = piece.as_bytes();
-        if piece.len() > Message::CAPACITY - self.len {
-            return self;
-        }
-        let mut i = 0;
-        while i < piece.len() {
-            self.bytes[self.len + i] = piece[i];
-            i += 1;
-        }
-        self.len += piece.len();
-        self
-    }
-
-    const fn as_str(&self) -> &str {
-        match core::str::from_utf8(self.bytes.split_at(self.len).0) {
-            Ok(message) => message,
-            Err(_) => "a read-model handler names an event its aggregate does not record",
-        }
-    }
+    panic!(
+        "{}",
+        message.as_str_or("a read-model handler names an event its aggregate does not record")
+    );
 }
