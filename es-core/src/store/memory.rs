@@ -392,7 +392,7 @@ impl EventStore for InMemoryStore {
     }
 
     /// Reads the global log a page at a time, copying each page out before the visitor
-    /// sees it (see [`GlobalPages`]), so the visitor may write to this store.
+    /// sees it (see `visit_global`), so the visitor may write to this store.
     fn visit_all(
         &self,
         from_position: u64,
