@@ -10,6 +10,7 @@ mod applies;
 mod attr;
 mod ctxt;
 mod event;
+mod handler;
 mod read_model;
 #[cfg(test)]
 mod snapshots;

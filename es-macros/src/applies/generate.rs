@@ -6,9 +6,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::type_key;
 use super::{AppliesArgs, Handler};
 use crate::attr;
+use crate::handler::type_key;
 
 pub(super) fn generate(
     item: &syn::ItemImpl,

@@ -2,12 +2,13 @@
 //! signature. Errors are collected in the [`Ctxt`], each spanned on the user's tokens.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::quote_spanned;
 use syn::spanned::Spanned;
 
 use super::{AppliesArgs, Handler};
 use crate::attr::{self, Once};
 use crate::ctxt::Ctxt;
+use crate::handler::{self, HandlerBlock, cfg_predicates, type_key};
 use crate::symbol::*;
 
 pub(super) fn parse_args(cx: &mut Ctxt, args: TokenStream) -> AppliesArgs {
@@ -211,6 +212,13 @@ fn names_enum(ty: &syn::TypePath, enum_ident: &syn::Ident) -> bool {
 
 const SIGNATURE_HINT: &str = "an event handler looks like `fn name(&mut self, event: &SomeEvent)`";
 
+/// The messages about an aggregate's handlers.
+const HANDLER_BLOCK: HandlerBlock = HandlerBlock {
+    signature_hint: SIGNATURE_HINT,
+    owner: "the aggregate",
+    suggest_wrapper: true,
+};
+
 fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handler<'a>> {
     let sig = &method.sig;
     let mut errors: Vec<syn::Error> = Vec::new();
@@ -264,7 +272,7 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
         fail(&params, "an event handler takes `&mut self` first");
     }
     let event = match inputs.next() {
-        Some(syn::FnArg::Typed(arg)) => event_type(cx, &arg.ty),
+        Some(syn::FnArg::Typed(arg)) => handler::event_type(cx, &HANDLER_BLOCK, &arg.ty),
         _ => {
             fail(
                 &params,
@@ -294,98 +302,4 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
         variant,
         cfgs: cfg_predicates(&method.attrs),
     })
-}
-
-/// The predicates under which an item with these attributes exists: one per `#[cfg(p)]`,
-/// and `any(not(q), p)` for a `#[cfg_attr(q, cfg(p))]` (nested `cfg_attr` alike). Other
-/// attributes, and malformed ones (rustc reports those itself), add nothing.
-pub(super) fn cfg_predicates(attrs: &[syn::Attribute]) -> Vec<TokenStream> {
-    attrs
-        .iter()
-        .filter_map(|attribute| match &attribute.meta {
-            syn::Meta::List(list) => cfg_predicate(list),
-            _ => None,
-        })
-        .collect()
-}
-
-fn cfg_predicate(list: &syn::MetaList) -> Option<TokenStream> {
-    use syn::punctuated::Punctuated;
-    if list.path.is_ident(CFG) {
-        return Some(list.tokens.clone());
-    }
-    if !list.path.is_ident(CFG_ATTR) {
-        return None;
-    }
-    let metas = list
-        .parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
-        .ok()?;
-    let mut metas = metas.into_iter();
-    let condition = metas.next()?;
-    let inner: Vec<TokenStream> = metas
-        .filter_map(|meta| match meta {
-            syn::Meta::List(list) => cfg_predicate(&list),
-            _ => None,
-        })
-        .collect();
-    (!inner.is_empty()).then(|| quote!(any(not(#condition), all(#(#inner),*))))
-}
-
-/// The event type behind `&Event`.
-fn event_type<'a>(cx: &mut Ctxt, ty: &'a syn::Type) -> Option<&'a syn::TypePath> {
-    let syn::Type::Reference(reference) = ty else {
-        cx.error_spanned_by(
-            ty,
-            format!(
-                "take the event by shared reference, `&{}`; {SIGNATURE_HINT}",
-                quote!(#ty)
-            ),
-        );
-        return None;
-    };
-    if let Some(mutability) = &reference.mutability {
-        let and = &reference.and_token;
-        let elem = &reference.elem;
-        cx.error_spanned_by(
-            quote!(#and #mutability),
-            format!(
-                "take the event by shared reference, `&{}`: events are immutable facts; {SIGNATURE_HINT}",
-                quote!(#elem)
-            ),
-        );
-        return None;
-    }
-    match &*reference.elem {
-        syn::Type::Path(path) if path.qself.is_none() => {
-            if path.path.segments.iter().any(|s| !s.arguments.is_empty()) {
-                cx.error_spanned_by(
-                    path,
-                    format!(
-                        "generic event types are not supported: an event is stored under one name, which cannot depend on the type arguments; handle a concrete event type that holds it instead, such as `#[derive(Event)] struct MyEvent({});`",
-                        type_key(path)
-                    ),
-                );
-                return None;
-            }
-            if path.path.is_ident("Self") {
-                cx.error_spanned_by(
-                    path,
-                    format!("the aggregate cannot be its own event; {SIGNATURE_HINT}"),
-                );
-                return None;
-            }
-            Some(path)
-        }
-        other => {
-            cx.error_spanned_by(
-                other,
-                format!("the event must be a named struct or enum type; {SIGNATURE_HINT}"),
-            );
-            None
-        }
-    }
-}
-
-pub(super) fn type_key(ty: &syn::TypePath) -> String {
-    quote!(#ty).to_string().replace(' ', "")
 }

@@ -6,9 +6,9 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::type_key;
 use super::{Handler, ReadModelArgs};
 use crate::attr;
+use crate::handler::type_key;
 
 fn name(args: &ReadModelArgs, self_ident: &syn::Ident) -> String {
     args.name

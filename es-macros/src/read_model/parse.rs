@@ -3,12 +3,13 @@
 //! user's tokens.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::quote_spanned;
 use syn::spanned::Spanned;
 
 use super::{Handler, ReadModelArgs};
 use crate::attr::{self, Once};
 use crate::ctxt::Ctxt;
+use crate::handler::{self, HandlerBlock, cfg_predicates, type_key};
 use crate::symbol::*;
 
 pub(super) fn parse_args(cx: &mut Ctxt, args: TokenStream) -> ReadModelArgs {
@@ -277,6 +278,13 @@ fn handler_aggregate(
     found
 }
 
+/// The messages about a read model's handlers.
+const HANDLER_BLOCK: HandlerBlock = HandlerBlock {
+    signature_hint: SIGNATURE_HINT,
+    owner: "the read model",
+    suggest_wrapper: false,
+};
+
 const SIGNATURE_HINT: &str = "a read-model handler looks like `fn name(&mut self, event: &SomeEvent)`, or `fn name(&mut self, event: &SomeEvent, record: &es_core::EventRecord<'_>)` to see the envelope";
 
 fn parse_handler<'a>(
@@ -325,7 +333,7 @@ fn parse_handler<'a>(
         fail(&params, "a read-model handler takes `&mut self` first");
     }
     let event = match inputs.next() {
-        Some(syn::FnArg::Typed(arg)) => event_type(cx, &arg.ty),
+        Some(syn::FnArg::Typed(arg)) => handler::event_type(cx, &HANDLER_BLOCK, &arg.ty),
         _ => {
             fail(
                 &params,
@@ -382,95 +390,4 @@ fn parse_handler<'a>(
         output,
         cfgs: cfg_predicates(&method.attrs),
     })
-}
-
-/// The predicates under which an item with these attributes exists: one per `#[cfg(p)]`,
-/// and `any(not(q), all(p))` for a `#[cfg_attr(q, cfg(p))]` (nested alike). The same rule
-/// as `#[applies]`.
-fn cfg_predicates(attrs: &[syn::Attribute]) -> Vec<TokenStream> {
-    attrs
-        .iter()
-        .filter_map(|attribute| match &attribute.meta {
-            syn::Meta::List(list) => cfg_predicate(list),
-            _ => None,
-        })
-        .collect()
-}
-
-fn cfg_predicate(list: &syn::MetaList) -> Option<TokenStream> {
-    use syn::punctuated::Punctuated;
-    if list.path.is_ident(CFG) {
-        return Some(list.tokens.clone());
-    }
-    if !list.path.is_ident(CFG_ATTR) {
-        return None;
-    }
-    let metas = list
-        .parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
-        .ok()?;
-    let mut metas = metas.into_iter();
-    let condition = metas.next()?;
-    let inner: Vec<TokenStream> = metas
-        .filter_map(|meta| match meta {
-            syn::Meta::List(list) => cfg_predicate(&list),
-            _ => None,
-        })
-        .collect();
-    (!inner.is_empty()).then(|| quote!(any(not(#condition), all(#(#inner),*))))
-}
-
-/// The event type behind `&Event`.
-fn event_type<'a>(cx: &mut Ctxt, ty: &'a syn::Type) -> Option<&'a syn::TypePath> {
-    let syn::Type::Reference(reference) = ty else {
-        cx.error_spanned_by(
-            ty,
-            format!(
-                "take the event by shared reference, `&{}`; {SIGNATURE_HINT}",
-                quote!(#ty)
-            ),
-        );
-        return None;
-    };
-    if let Some(mutability) = &reference.mutability {
-        let and = &reference.and_token;
-        let elem = &reference.elem;
-        cx.error_spanned_by(
-            quote!(#and #mutability),
-            format!(
-                "take the event by shared reference, `&{}`: events are immutable facts; {SIGNATURE_HINT}",
-                quote!(#elem)
-            ),
-        );
-        return None;
-    }
-    match &*reference.elem {
-        syn::Type::Path(path) if path.qself.is_none() => {
-            if path.path.segments.iter().any(|s| !s.arguments.is_empty()) {
-                cx.error_spanned_by(
-                    path,
-                    "generic event types are not supported: an event is stored under one name, which cannot depend on the type arguments",
-                );
-                return None;
-            }
-            if path.path.is_ident("Self") {
-                cx.error_spanned_by(
-                    path,
-                    format!("the read model cannot be its own event; {SIGNATURE_HINT}"),
-                );
-                return None;
-            }
-            Some(path)
-        }
-        other => {
-            cx.error_spanned_by(
-                other,
-                format!("the event must be a named struct or enum type; {SIGNATURE_HINT}"),
-            );
-            None
-        }
-    }
-}
-
-pub(super) fn type_key(ty: &syn::TypePath) -> String {
-    quote!(#ty).to_string().replace(' ', "")
 }
