@@ -88,6 +88,53 @@ impl AsyncSqliteStore {
     }
 }
 
+impl AsyncSqliteStore {
+    /// Reads the global log from `from_position`, up to `limit` events, one chunk of at
+    /// most [`CHUNK`] per trip to a blocking thread (`read(store, from, max, visitor)`
+    /// reads a chunk), handing each event to `visitor` on the calling task.
+    async fn visit_log<R>(
+        &self,
+        from_position: u64,
+        limit: usize,
+        visitor: &mut AsyncVisitor<'_>,
+        read: R,
+    ) -> Result<(), StoreError>
+    where
+        R: Fn(&SqliteStore, u64, usize, &mut es_core::Visitor<'_>) -> Result<(), StoreError>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let (mut next, mut remaining) = (from_position, limit);
+        while remaining > 0 {
+            let max = remaining.min(CHUNK);
+            let read = read.clone();
+            let chunk = self
+                .blocking(move |store| {
+                    Ok(Chunk::read(max, |visitor| read(store, next, max, visitor)))
+                })
+                .await?;
+            if chunk.deliver(visitor).is_break() {
+                return Ok(());
+            }
+            if let Some(error) = chunk.error {
+                return Err(error);
+            }
+            match chunk.events.last() {
+                Some(last) if chunk.events.len() == max => {
+                    remaining -= max;
+                    match last.global_position.checked_add(1) {
+                        Some(after) => next = after,
+                        None => return Ok(()),
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One chunk of a read, done on a blocking thread: the events, the error that ended it
 /// (after those events), and whether the chunk is full (more may follow).
 struct Chunk {
@@ -204,34 +251,13 @@ impl AsyncEventStore for AsyncSqliteStore {
         limit: usize,
         visitor: &mut AsyncVisitor<'_>,
     ) -> Result<(), StoreError> {
-        let (mut next, mut remaining) = (from_position, limit);
-        while remaining > 0 {
-            let max = remaining.min(CHUNK);
-            let chunk = self
-                .blocking(move |store| {
-                    Ok(Chunk::read(max, |visitor| {
-                        store.visit_all(next, max, visitor)
-                    }))
-                })
-                .await?;
-            if chunk.deliver(visitor).is_break() {
-                return Ok(());
-            }
-            if let Some(error) = chunk.error {
-                return Err(error);
-            }
-            match chunk.events.last() {
-                Some(last) if chunk.events.len() == max => {
-                    remaining -= max;
-                    match last.global_position.checked_add(1) {
-                        Some(after) => next = after,
-                        None => return Ok(()),
-                    }
-                }
-                _ => return Ok(()),
-            }
-        }
-        Ok(())
+        self.visit_log(
+            from_position,
+            limit,
+            visitor,
+            |store, from, max, visitor| store.visit_all(from, max, visitor),
+        )
+        .await
     }
 
     async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
@@ -250,36 +276,16 @@ impl AsyncEventStore for AsyncSqliteStore {
     ) -> Result<(), StoreError> {
         let aggregate_type = aggregate_type.to_owned();
         let types: Vec<String> = event_types.iter().map(|&t| t.to_owned()).collect();
-        let (mut next, mut remaining) = (from_position, limit);
-        while remaining > 0 {
-            let max = remaining.min(CHUNK);
-            let (aggregate_type, types) = (aggregate_type.clone(), types.clone());
-            let chunk = self
-                .blocking(move |store| {
-                    let types: Vec<&str> = types.iter().map(String::as_str).collect();
-                    Ok(Chunk::read(max, |visitor| {
-                        store.visit_by_type(&aggregate_type, &types, next, max, visitor)
-                    }))
-                })
-                .await?;
-            if chunk.deliver(visitor).is_break() {
-                return Ok(());
-            }
-            if let Some(error) = chunk.error {
-                return Err(error);
-            }
-            match chunk.events.last() {
-                Some(last) if chunk.events.len() == max => {
-                    remaining -= max;
-                    match last.global_position.checked_add(1) {
-                        Some(after) => next = after,
-                        None => return Ok(()),
-                    }
-                }
-                _ => return Ok(()),
-            }
-        }
-        Ok(())
+        self.visit_log(
+            from_position,
+            limit,
+            visitor,
+            move |store, from, max, visitor| {
+                let types: Vec<&str> = types.iter().map(String::as_str).collect();
+                store.visit_by_type(&aggregate_type, &types, from, max, visitor)
+            },
+        )
+        .await
     }
 
     async fn save_snapshot(
