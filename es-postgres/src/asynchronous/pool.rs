@@ -5,6 +5,7 @@
 //! back, and a call whose connection turned out broken before anything irrevocable
 //! happened runs once more on a new connection.
 
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -223,7 +224,19 @@ impl AsyncPostgresStore {
     /// If `call` failed with a backend error because its connection was broken and had
     /// not yet marked its [`Attempt`] irrevocable, it runs once more on a newly opened
     /// connection in the same pool slot: nothing it did can have taken effect.
-    pub(crate) async fn with_conn<C: Call>(&self, mut call: C) -> Result<C::Output, StoreError> {
+    ///
+    /// The future is boxed: it holds a pool checkout, the call and its retry, and callers
+    /// nest several (a repository command awaits a load, an append, perhaps a snapshot),
+    /// which in a debug build would otherwise need a large stack wherever the whole future
+    /// is `block_on`ed. One allocation per call, next to a network round trip.
+    pub(crate) fn with_conn<'a, C: Call + 'a>(
+        &'a self,
+        call: C,
+    ) -> Pin<Box<dyn Future<Output = Result<C::Output, StoreError>> + Send + 'a>> {
+        Box::pin(self.run_call(call))
+    }
+
+    async fn run_call<C: Call>(&self, mut call: C) -> Result<C::Output, StoreError> {
         let mut checkout = self.checkout().await?;
         let mut retried = false;
         loop {

@@ -346,10 +346,6 @@ impl Call for ReadAll<'_, '_> {
     }
 }
 
-// Every call's future is boxed: it holds a pool checkout, the call and its retry, and
-// callers nest several (a repository command awaits a load, an append, perhaps a
-// snapshot), which in a debug build would otherwise need a large stack wherever the whole
-// future is `block_on`ed. One allocation per call, next to a network round trip.
 impl AsyncEventStore for AsyncPostgresStore {
     async fn append_with(
         &self,
@@ -358,14 +354,14 @@ impl AsyncEventStore for AsyncPostgresStore {
         events: &[NewEvent],
         options: AppendOptions<'_>,
     ) -> Result<AppendOutcome, StoreError> {
-        Box::pin(self.with_conn(Append {
+        self.with_conn(Append {
             schema: &self.inner.schema,
             stream,
             expected,
             events,
             options,
             recorded_at: self.clock.now(),
-        }))
+        })
         .await
     }
 
@@ -378,10 +374,10 @@ impl AsyncEventStore for AsyncPostgresStore {
         if idempotency_key.contains('\0') {
             return Ok(None);
         }
-        Box::pin(self.with_conn(FindKey {
+        self.with_conn(FindKey {
             stream,
             key: idempotency_key,
-        }))
+        })
         .await
     }
 
@@ -395,12 +391,12 @@ impl AsyncEventStore for AsyncPostgresStore {
         let Some((from, to)) = statements::stream_bounds(&versions) else {
             return Ok(());
         };
-        Box::pin(self.with_conn(ReadStream {
+        self.with_conn(ReadStream {
             stream,
             from,
             to,
             visitor,
-        }))
+        })
         .await
     }
 
@@ -413,17 +409,17 @@ impl AsyncEventStore for AsyncPostgresStore {
         let Some((from, limit)) = statements::log_bounds(from_position, limit) else {
             return Ok(());
         };
-        Box::pin(self.with_conn(ReadAll {
+        self.with_conn(ReadAll {
             from,
             limit,
             visitor,
-        }))
+        })
         .await
     }
 
     async fn stream_version(&self, stream: StreamRef<'_>) -> Result<u64, StoreError> {
         check_text(stream)?;
-        Box::pin(self.with_conn(Version { stream })).await
+        self.with_conn(Version { stream }).await
     }
 
     async fn visit_by_type(
@@ -439,13 +435,13 @@ impl AsyncEventStore for AsyncPostgresStore {
             return Ok(());
         };
         check_text(StreamRef::new(aggregate_type, ""))?;
-        Box::pin(self.with_conn(ReadByType {
+        self.with_conn(ReadByType {
             aggregate_type,
             types: event_types.to_vec(),
             from,
             limit,
             visitor,
-        }))
+        })
         .await
     }
 
@@ -474,20 +470,20 @@ impl AsyncEventStore for AsyncPostgresStore {
         at_most: u64,
     ) -> Result<Option<Snapshot>, StoreError> {
         check_text(stream)?;
-        Box::pin(self.with_conn(LoadSnapshot {
+        self.with_conn(LoadSnapshot {
             stream,
             snapshot_version,
             at_most: statements::sql_int(at_most),
-        }))
+        })
         .await
     }
 
     async fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
         check_text(stream)?;
-        Box::pin(self.with_conn(PruneSnapshots {
+        self.with_conn(PruneSnapshots {
             stream,
             keep: i64::try_from(keep).unwrap_or(i64::MAX),
-        }))
+        })
         .await
     }
 }
