@@ -132,6 +132,8 @@ pub use projection::{
     decide_lease,
 };
 #[cfg(feature = "async")]
+pub use projection::{AsyncCheckpointStore, AsyncCheckpointer};
+#[cfg(feature = "async")]
 pub use repository::AsyncRepository;
 pub use repository::{
     DEFAULT_MAX_RETRIES, DecodedEvent, ExecuteOptions, Executed, Repository, RetryPolicy,

@@ -2,6 +2,8 @@
 //! [`Projector`] that keeps their checkpoints.
 
 mod checkpoint;
+#[cfg(feature = "async")]
+mod checkpoint_async;
 mod projector;
 mod reaction;
 mod read_model;
@@ -11,6 +13,8 @@ pub mod private;
 
 pub(crate) use checkpoint::MemoryCheckpoints;
 pub use checkpoint::{CheckpointStore, Checkpointer, Lease, decide_lease};
+#[cfg(feature = "async")]
+pub use checkpoint_async::{AsyncCheckpointStore, AsyncCheckpointer};
 pub use projector::{
     CaughtUp, DEFAULT_BATCH_SIZE, Progress, ProjectionError, Projector, RunOptions, StopHandle,
 };
