@@ -106,6 +106,16 @@ fn stores(c: &mut Criterion) {
             let schema = format!("bench_{}", std::process::id());
             let pg = es_postgres::PostgresStore::connect_with_schema(&url, &schema)
                 .expect("connect to PostgreSQL");
+            // The cost of the append notification (schema version 4): compare a run with
+            // `ES_BENCH_NO_NOTIFY` set, which drops its trigger.
+            if std::env::var_os("ES_BENCH_NO_NOTIFY").is_some() {
+                let mut client = es_postgres::connect_client(&url).expect("connect");
+                client
+                    .batch_execute(&format!(
+                        "DROP TRIGGER es_events_notify ON \"{schema}\".es_events"
+                    ))
+                    .expect("drop the notify trigger");
+            }
             bench_store(c, "postgres", &pg);
         }
         Err(_) => eprintln!("ES_POSTGRES_URL is not set: skipping the PostgreSQL benches"),

@@ -2,14 +2,14 @@
 //!
 //! Each test builds a version-1 schema exactly as es-postgres's version-1 code did (the DDL
 //! below is that code's, verbatim; the rows are written as its append wrote them), then
-//! connects today's [`PostgresStore`], which migrates it through version 2 to version 3 (the
-//! by-type index and snapshots).
+//! connects today's [`PostgresStore`], which migrates it through versions 2 and 3 (the
+//! by-type index, snapshots and checkpoints) to version 4 (the append notification).
 //!
 //! Needs a server: set `ES_POSTGRES_URL` (e.g. `eval "$(bash .ci/postgres.sh)"`). Without
 //! it the tests are skipped with a message, except under CI (`CI` set), where they fail.
 //! Every test works in a fresh schema, dropped afterwards.
 //!
-//! A newer schema being refused (`Error::SchemaTooNew { found: 3, supported: 2 }`) is
+//! A newer schema being refused (`Error::SchemaTooNew`) is
 //! covered by `a_newer_schema_is_refused_with_an_error` in `tests/store_postgres.rs`.
 
 use std::sync::Barrier;
@@ -365,8 +365,8 @@ fn a_release1_schema_is_migrated_and_reads_back_unchanged() {
     let store = PostgresStore::connect_with_schema(&url, name).expect("open a version-1 schema");
     assert_eq!(
         versions_stored(&mut client, name),
-        [1, 2, 3],
-        "one row for each version, 2 and 3"
+        [1, 2, 3, 4],
+        "one row for each version, 2 to 4"
     );
     assert_eq!(
         relation_kind(&mut client, name, "es_commands").as_deref(),
@@ -539,7 +539,7 @@ fn a_release1_schema_is_migrated_and_reads_back_unchanged() {
 
     // Connecting again migrates nothing.
     let store = PostgresStore::connect_with_schema(&url, name).unwrap();
-    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3, 4]);
     assert_eq!(store.stream_version(acc1_stream).unwrap(), 5);
     assert_eq!(
         store.find_idempotency_key(acc2_stream, "k").unwrap(),
@@ -601,7 +601,7 @@ fn a_failing_migration_leaves_the_release1_schema_as_it_was() {
         .batch_execute(&format!("DROP VIEW \"{name}\".es_streams"))
         .unwrap();
     let store = PostgresStore::connect_with_schema(&url, name).unwrap();
-    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3, 4]);
     assert_eq!(store.read_all(1, 100).unwrap().len(), V1_EVENTS.len());
 }
 
@@ -637,7 +637,7 @@ fn a_migration_failing_after_its_ddl_rolls_all_of_it_back() {
         ))
         .unwrap();
     PostgresStore::connect_with_schema(&url, name).unwrap();
-    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3, 4]);
     assert_eq!(positive_check(&mut client, name), Some(false));
 }
 
@@ -665,7 +665,7 @@ fn stores_opening_a_release1_schema_at_once_migrate_it_once() {
         });
         assert_eq!(
             versions_stored(&mut client, name),
-            [1, 2, 3],
+            [1, 2, 3, 4],
             "round {round}: the migration ran exactly once"
         );
         let expected_streams: Vec<(String, String, i64)> = V1_STREAMS
@@ -730,7 +730,7 @@ fn a_negative_stream_version_from_release1_is_reported_after_migration() {
     );
     let store = PostgresStore::connect_with_schema(&url, name)
         .expect("the migration does not trip over old damage");
-    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3, 4]);
     assert_eq!(positive_check(&mut client, name), Some(false));
 
     let assert_reported = |read: Result<Vec<RecordedEvent>, StoreError>,
@@ -872,7 +872,7 @@ fn release1_append_in_flight_during_the_migration(inserted: bool) {
         append.commit().unwrap();
         migrating.join().unwrap().expect("the migration")
     });
-    assert_eq!(versions_stored(&mut client, name), [1, 2, 3]);
+    assert_eq!(versions_stored(&mut client, name), [1, 2, 3, 4]);
 
     let acc1 = StreamRef::new("Account", "acc-1");
     assert_eq!(

@@ -385,7 +385,7 @@ fn a_newer_schema_is_refused_with_an_error() {
     let (url, name) = (store.guard().url.clone(), store.guard().name.clone());
     client(&store)
         .batch_execute(&format!(
-            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (4)"
+            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (5)"
         ))
         .unwrap();
     let error = PostgresStore::connect_with_schema(&url, &name).unwrap_err();
@@ -393,8 +393,8 @@ fn a_newer_schema_is_refused_with_an_error() {
         matches!(
             error,
             es_postgres::Error::SchemaTooNew {
-                found: 4,
-                supported: 3,
+                found: 5,
+                supported: 4,
                 ..
             }
         ),

@@ -1,7 +1,7 @@
-//! The conformance suite against PostgreSQL through its async store, and what only async
-//! code can show: many tasks on a multi-threaded runtime, reads stopped early or cancelled,
-//! connections that die in the pool or when used, a pool that stays busy, and the sync and
-//! async stores serving one schema at once.
+//! The conformance suite against PostgreSQL through its async store (checkpoints included),
+//! and what only async code can show: many tasks on a multi-threaded runtime, reads stopped
+//! early or cancelled, connections that die in the pool or when used, a pool that stays
+//! busy, and the sync and async stores serving one schema at once.
 //!
 //! Needs a server: set `ES_POSTGRES_URL` (e.g. `eval "$(bash .ci/postgres.sh)"`). Without
 //! it the tests are skipped with a message, except under CI (`CI` set), where they fail.
@@ -69,6 +69,11 @@ es_store_tests::async_store_tests! {
     make: make,
     enabled: url().is_some(),
     durable: { corrupt: corrupt },
+}
+
+es_store_tests::async_checkpoint_tests! {
+    make: make,
+    enabled: url().is_some(),
 }
 
 /// A multi-threaded runtime with 4 workers.
@@ -828,14 +833,87 @@ fn bad_names_newer_schemas_and_no_runtime_are_errors() {
     let (url, name) = (fixture.guard().url.clone(), fixture.guard().name.clone());
     monitor(&url)
         .batch_execute(&format!(
-            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (4)"
+            "INSERT INTO \"{name}\".es_schema_version (version) VALUES (5)"
         ))
         .unwrap();
     let error = runtime
         .block_on(AsyncPostgresStore::connect_with_schema(&url, &name))
         .unwrap_err();
     assert!(
-        matches!(error, es_postgres::Error::SchemaTooNew { found: 4, .. }),
+        matches!(error, es_postgres::Error::SchemaTooNew { found: 5, .. }),
         "{error:?}"
     );
+}
+
+/// Names and owner ids holding NUL are refused before they reach the server (which would
+/// reject them with an error that costs the connection), and the store works on.
+#[test]
+fn nul_characters_in_checkpoint_names_are_refused() {
+    if url().is_none() {
+        return;
+    }
+    let runtime = runtime();
+    runtime.block_on(async {
+        use es_core::AsyncCheckpointStore;
+        let store = make().await;
+        let ttl = Duration::from_secs(1);
+        for error in [
+            store.save_checkpoint("bad\0name", 1).await.unwrap_err(),
+            store.load_checkpoint("bad\0name").await.unwrap_err(),
+            store.delete_checkpoint("bad\0name").await.unwrap_err(),
+            store
+                .acquire_lease("ok", "bad\0owner", ttl)
+                .await
+                .unwrap_err(),
+            store.release_lease("ok", "bad\0owner").await.unwrap_err(),
+        ] {
+            assert!(error.to_string().contains("NUL character"), "{error}");
+        }
+        store.save_checkpoint("ok", 3).await.unwrap();
+        assert_eq!(store.load_checkpoint("ok").await.unwrap(), 3);
+    });
+}
+
+/// The sync and async stores on one schema share checkpoints and leases: a lease the
+/// async store took is held for the sync one, and a checkpoint either saves the other
+/// loads.
+#[test]
+fn sync_and_async_stores_share_checkpoints_and_leases() {
+    let Some(url) = url() else {
+        return;
+    };
+    let runtime = runtime();
+    let store = runtime.block_on(make());
+    let sync = PostgresStore::connect_with_schema(&url, &store.guard().name).unwrap();
+    let ttl = Duration::from_secs(60);
+    let lease = runtime
+        .block_on(es_core::AsyncCheckpointStore::acquire_lease(
+            &store, "shared", "async", ttl,
+        ))
+        .unwrap();
+    assert!(
+        matches!(lease, es_core::Lease::Acquired { .. }),
+        "{lease:?}"
+    );
+    use es_core::CheckpointStore;
+    match sync.acquire_lease("shared", "sync", ttl).unwrap() {
+        es_core::Lease::HeldBy { owner, .. } => assert_eq!(owner, "async"),
+        other => panic!("the async store's lease is held for the sync one: {other:?}"),
+    }
+    sync.save_checkpoint("shared", 9).unwrap();
+    let loaded = runtime
+        .block_on(es_core::AsyncCheckpointStore::load_checkpoint(
+            &store, "shared",
+        ))
+        .unwrap();
+    assert_eq!(loaded, 9);
+    runtime
+        .block_on(es_core::AsyncCheckpointStore::release_lease(
+            &store, "shared", "async",
+        ))
+        .unwrap();
+    assert!(matches!(
+        sync.acquire_lease("shared", "sync", ttl).unwrap(),
+        es_core::Lease::Acquired { .. }
+    ));
 }

@@ -1,5 +1,5 @@
-//! The conformance suite against SQLite through its async store, and proof that a long
-//! read never holds the runtime's thread.
+//! The conformance suite against SQLite through its async store (checkpoints included), and
+//! proof that a long read never holds the runtime's thread.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ es_store_tests::async_store_tests! {
     make: make,
     durable: { corrupt: corrupt },
 }
+
+es_store_tests::async_checkpoint_tests!(make);
 
 /// On a runtime with a single thread, other tasks keep running while two loads of a
 /// 40,000-event stream are under way: the reads wait for blocking threads, they never hold

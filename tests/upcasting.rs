@@ -307,7 +307,7 @@ fn decode_failure(id: &str) -> (Error, DecodeError) {
     let Error::Decode {
         stream,
         version,
-        source,
+        cause: source,
     } = &error
     else {
         panic!("expected a decode error, got {error:?}");

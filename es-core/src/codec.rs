@@ -1,6 +1,7 @@
 //! Decoding stored payloads into events: upcasting and its errors.
 
 use std::error::Error as StdError;
+use std::fmt;
 
 use serde_json::Value;
 
@@ -22,12 +23,15 @@ use crate::event::Event;
 /// }
 /// # assert!(v1_to_v2(Value::Null).is_err());
 /// ```
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+///
+/// Its message is complete: it includes the text of the error that caused it (from
+/// [`with_source`](UpcastError::with_source)), so `source()` is `None` and a report
+/// prints the cause once. The cause itself stays available from
+/// [`cause`](UpcastError::cause).
+#[derive(Debug)]
 pub struct UpcastError {
     message: String,
-    #[source]
-    source: Option<Box<dyn StdError + Send + Sync>>,
+    cause: Option<Box<dyn StdError + Send + Sync>>,
 }
 
 impl UpcastError {
@@ -35,7 +39,7 @@ impl UpcastError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            source: None,
+            cause: None,
         }
     }
 
@@ -44,17 +48,34 @@ impl UpcastError {
         Self::new(format!("the stored payload has no field `{field}`"))
     }
 
-    /// An upcast failure caused by another error.
+    /// An upcast failure caused by another error, whose text follows `message` in this
+    /// error's.
     pub fn with_source(
         message: impl Into<String>,
-        source: impl Into<Box<dyn StdError + Send + Sync>>,
+        cause: impl Into<Box<dyn StdError + Send + Sync>>,
     ) -> Self {
         Self {
             message: message.into(),
-            source: Some(source.into()),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// The error that caused this one, if any.
+    pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+}
+
+impl fmt::Display for UpcastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.message),
+            None => f.write_str(&self.message),
         }
     }
 }
+
+impl StdError for UpcastError {}
 
 impl From<serde_json::Error> for UpcastError {
     fn from(error: serde_json::Error) -> Self {
@@ -100,7 +121,7 @@ pub enum DecodeError {
         event_type: String,
     },
     /// An upcaster step failed.
-    #[error("upcasting event `{event_type}` from version {from} to {to} failed: {source}")]
+    #[error("upcasting event `{event_type}` from version {from} to {to} failed: {cause}")]
     Upcast {
         /// The stored event type.
         event_type: String,
@@ -109,12 +130,11 @@ pub enum DecodeError {
         /// The version the failing step produces.
         to: u32,
         /// What the upcaster reported.
-        #[source]
-        source: UpcastError,
+        cause: UpcastError,
     },
     /// The payload does not deserialize into the event struct.
     #[error(
-        "payload of event `{event_type}` (stored at schema version {stored_version}{upcast_note}) does not decode: {source}"
+        "payload of event `{event_type}` (stored at schema version {stored_version}{upcast_note}) does not decode: {cause}"
     )]
     Payload {
         /// The stored event type.
@@ -124,8 +144,7 @@ pub enum DecodeError {
         /// `", after upcasting to version N"` when upcasters ran, else empty.
         upcast_note: String,
         /// serde's message.
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -166,11 +185,11 @@ pub fn decode_event<E: Event>(
     payload: &str,
 ) -> Result<E, DecodeError> {
     if stored_version == E::VERSION {
-        return serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
+        return serde_json::from_str(payload).map_err(|cause| DecodeError::Payload {
             event_type: event_type.to_owned(),
             stored_version,
             upcast_note: String::new(),
-            source,
+            cause,
         });
     }
     if stored_version > E::VERSION {
@@ -205,25 +224,24 @@ fn upcast_and_decode<E: Event>(
     stored_version: u32,
     payload: &str,
 ) -> Result<E, DecodeError> {
-    let mut value: Value =
-        serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
-            event_type: event_type.to_owned(),
-            stored_version,
-            upcast_note: String::from(", before upcasting"),
-            source,
-        })?;
+    let mut value: Value = serde_json::from_str(payload).map_err(|cause| DecodeError::Payload {
+        event_type: event_type.to_owned(),
+        stored_version,
+        upcast_note: String::from(", before upcasting"),
+        cause,
+    })?;
     for from in stored_version..E::VERSION {
-        value = E::upcast_step(from, value).map_err(|source| DecodeError::Upcast {
+        value = E::upcast_step(from, value).map_err(|cause| DecodeError::Upcast {
             event_type: event_type.to_owned(),
             from,
             to: from + 1,
-            source,
+            cause,
         })?;
     }
-    E::deserialize(&value).map_err(|source| DecodeError::Payload {
+    E::deserialize(&value).map_err(|cause| DecodeError::Payload {
         event_type: event_type.to_owned(),
         stored_version,
         upcast_note: format!(", after upcasting to version {}", E::VERSION),
-        source,
+        cause,
     })
 }

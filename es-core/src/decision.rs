@@ -120,11 +120,11 @@ fn gap_error(stream: StreamRef<'_>, expected: u64, record: &EventRecord<'_>) -> 
 
 #[cold]
 #[inline(never)]
-fn decode_error(stream: StreamRef<'_>, version: u64, source: crate::DecodeError) -> Error {
+fn decode_error(stream: StreamRef<'_>, version: u64, cause: crate::DecodeError) -> Error {
     Error::Decode {
         stream: stream.to_key(),
         version,
-        source: Box::new(source),
+        cause: Box::new(cause),
     }
 }
 
@@ -151,10 +151,10 @@ where
 {
     match decision(&current.state) {
         Ok(events) => Ok(events.into_events()),
-        Err(source) => Err(Error::Rejected {
+        Err(cause) => Err(Error::Rejected {
             stream: stream.to_key(),
             version: current.version,
-            source,
+            cause,
         }),
     }
 }
@@ -168,10 +168,10 @@ pub fn encode<Ev: EventEnum>(
     events
         .iter()
         .map(|event| {
-            let payload = event.to_payload().map_err(|source| Error::Encode {
+            let payload = event.to_payload().map_err(|cause| Error::Encode {
                 stream: stream.to_key(),
                 event_type: event.event_type(),
-                source,
+                cause,
             })?;
             Ok(NewEvent::from_json(
                 event.event_type(),

@@ -59,15 +59,14 @@ use crate::store::StoreError;
 #[non_exhaustive]
 pub enum Error<E = Infallible> {
     /// The decision rejected the command; nothing was appended.
-    #[error("command rejected by {stream} at version {version}: {source}")]
+    #[error("command rejected by {stream} at version {version}: {cause}")]
     Rejected {
         /// The stream.
         stream: StreamKey,
         /// The version the decision saw.
         version: u64,
         /// The domain error the decision returned.
-        #[source]
-        source: E,
+        cause: E,
     },
     /// Other writers kept appending to the stream; every attempt conflicted, until the
     /// repository's [`RetryPolicy`](crate::RetryPolicy) ran out of attempts or time.
@@ -86,26 +85,24 @@ pub enum Error<E = Infallible> {
     },
     /// A stored event could not be decoded (unknown type, newer version, failed upcast,
     /// payload that does not fit the struct).
-    #[error("cannot decode event at version {version} of {stream}: {source}")]
+    #[error("cannot decode event at version {version} of {stream}: {cause}")]
     Decode {
         /// The stream.
         stream: StreamKey,
         /// The stream version of the event.
         version: u64,
         /// What went wrong, naming the event type (boxed to keep `Result`s small).
-        #[source]
-        source: Box<DecodeError>,
+        cause: Box<DecodeError>,
     },
     /// A new event could not be encoded as JSON.
-    #[error("cannot encode event `{event_type}` for {stream}: {source}")]
+    #[error("cannot encode event `{event_type}` for {stream}: {cause}")]
     Encode {
         /// The stream.
         stream: StreamKey,
         /// The event type being encoded.
         event_type: &'static str,
         /// serde's message.
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// The store returned a stream whose versions are not contiguous from 1.
     #[error(
@@ -136,13 +133,12 @@ pub enum Error<E = Infallible> {
         other: &'static str,
     },
     /// The event store failed.
-    #[error("event store failed on {stream}: {source}")]
+    #[error("event store failed on {stream}: {cause}")]
     Store {
         /// The stream.
         stream: StreamKey,
         /// The store's error (boxed to keep `Result`s small).
-        #[source]
-        source: Box<StoreError>,
+        cause: Box<StoreError>,
     },
 }
 
@@ -150,7 +146,7 @@ impl<E> Error<E> {
     /// The domain error, if the command was rejected.
     pub fn rejection(&self) -> Option<&E> {
         match self {
-            Self::Rejected { source, .. } => Some(source),
+            Self::Rejected { cause, .. } => Some(cause),
             _ => None,
         }
     }
@@ -158,7 +154,7 @@ impl<E> Error<E> {
     /// The domain error, if the command was rejected; otherwise the error itself.
     pub fn into_rejection(self) -> Result<E, Self> {
         match self {
-            Self::Rejected { source, .. } => Ok(source),
+            Self::Rejected { cause, .. } => Ok(cause),
             other => Err(other),
         }
     }
@@ -175,7 +171,7 @@ impl Error<Infallible> {
     /// the [type docs](Error#mixing-load-and-execute-in-one-function)).
     pub fn widen<E>(self) -> Error<E> {
         match self {
-            Self::Rejected { source, .. } => match source {},
+            Self::Rejected { cause, .. } => match cause {},
             Self::Conflict {
                 stream,
                 attempts,
@@ -190,20 +186,20 @@ impl Error<Infallible> {
             Self::Decode {
                 stream,
                 version,
-                source,
+                cause,
             } => Error::Decode {
                 stream,
                 version,
-                source,
+                cause,
             },
             Self::Encode {
                 stream,
                 event_type,
-                source,
+                cause,
             } => Error::Encode {
                 stream,
                 event_type,
-                source,
+                cause,
             },
             Self::VersionGap {
                 stream,
@@ -216,7 +212,7 @@ impl Error<Infallible> {
                 found,
                 event_type,
             },
-            Self::Store { stream, source } => Error::Store { stream, source },
+            Self::Store { stream, cause } => Error::Store { stream, cause },
             Self::AggregateTypeClash {
                 aggregate_type,
                 this,

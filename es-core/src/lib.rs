@@ -86,10 +86,25 @@
 //! es-sqlite = { version = "0.1", features = ["async"] }
 //! ```
 //!
+//! | Read side | Projector |
+//! |---|---|
+//! | threads | [`Projector`] over an [`EventStore`] and a [`CheckpointStore`] |
+//! | tokio services | `AsyncProjector` over an `AsyncEventStore` and an `AsyncCheckpointStore` (feature `async`) |
+//!
+//! ## Errors
+//!
+//! Every error of es says what went wrong, where (stream, version, event type, global
+//! position) and what to do. Its message is complete: an error caused by another (a
+//! store's driver error, a handler's error, serde's message) includes that error's text,
+//! and returns `None` from [`source()`](std::error::Error::source), so a report that walks
+//! the chain (`anyhow`, `eyre`) prints each cause once. The cause stays reachable as the
+//! variant's `cause` field.
+//!
 //! ## Features
 //!
-//! * `async`: `AsyncEventStore` and `AsyncRepository`.
-//!   Pulls in tokio's timer only; without it nothing of tokio is compiled.
+//! * `async`: `AsyncEventStore`, `AsyncRepository`, `AsyncCheckpointStore` and
+//!   `AsyncProjector`. Pulls in tokio's timer and `sync` (for `Notify`) only; without it
+//!   nothing of tokio is compiled.
 //! * `tracing`: spans (`es.execute`, `es.load`) and events on load, append, conflict
 //!   (with the pause before the retry, or a warning when the retry policy gives up) and
 //!   duplicate commands, each with the aggregate type, stream id, versions and attempt.
@@ -132,7 +147,7 @@ pub use projection::{
     decide_lease,
 };
 #[cfg(feature = "async")]
-pub use projection::{AsyncCheckpointStore, AsyncCheckpointer};
+pub use projection::{AsyncCheckpointStore, AsyncCheckpointer, AsyncProjector};
 #[cfg(feature = "async")]
 pub use repository::AsyncRepository;
 pub use repository::{

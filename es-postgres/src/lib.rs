@@ -47,6 +47,10 @@
 //!   until the lease is released or expires (30 s by default). A projector never skips an
 //!   event that commits late: positions commit in order (see below), so a reader sees a
 //!   prefix of the log, and an append still open only holds the reader back.
+//! * the trigger `es_events_notify`: every committed insert into `es_events` (one
+//!   notification per statement, from any writer) runs `pg_notify('es_events', <schema>)`,
+//!   which [`PostgresStore::listen`] turns into wake-ups of a running projector, so it
+//!   applies new events at once instead of at its next poll (see [`Listener`]).
 //! * `es_schema_version`: the layout version, so later releases can migrate. A schema
 //!   written by a newer release is refused with [`Error::SchemaTooNew`].
 //!
@@ -200,6 +204,22 @@
 //! database. The store's own [`append`](es_core::EventStore::append) runs the same
 //! function in a transaction of its own.
 //!
+//! ## Exactly-once read models
+//!
+//! A projector's checkpoint is normally saved after its read model applied the events, so
+//! a crash in between applies them again (at least once). A read model whose tables live
+//! in the store's database can do better: implement [`PostgresReadModel`] (its handlers
+//! gather changes, `write` writes them in a transaction) and give the projector an
+//! [`ExactlyOnce`] checkpointer, which commits each batch's writes and its checkpoint in
+//! one transaction. That transaction also locks the read model's checkpoint row and checks
+//! that this instance still holds the lease and that the checkpoint is where it left it,
+//! so an instance that stalled past its lease, or fell behind another, writes nothing
+//! ([`CommitRefused`]). Killing the projector at any point leaves every event applied
+//! exactly once (`tests/projection_crash_postgres.rs` does, with SIGKILL, many times).
+//! For the async projector (`es_core::AsyncProjector`), `AsyncExactlyOnce` and
+//! `AsyncPostgresReadModel` (feature `async`) do the same with tokio-postgres, on the async
+//! store's pool.
+//!
 //! ## Bad data
 //!
 //! Rows are checked as they are read: metadata of the wrong shape, an out-of-range number
@@ -217,6 +237,8 @@ mod append;
 mod asynchronous;
 mod checkpoint;
 mod error;
+mod exactly_once;
+mod listen;
 mod offload;
 mod options;
 mod pool;
@@ -229,8 +251,10 @@ mod tls;
 
 pub use append::{append_in_transaction, append_in_transaction_with};
 #[cfg(feature = "async")]
-pub use asynchronous::AsyncPostgresStore;
+pub use asynchronous::{AsyncExactlyOnce, AsyncPostgresReadModel, AsyncPostgresStore};
 pub use error::{AcquireTimeout, Error};
+pub use exactly_once::{CommitRefused, ExactlyOnce, PostgresReadModel};
+pub use listen::Listener;
 pub use options::Options;
 pub use store::{DEFAULT_APPLICATION_NAME, PostgresStore};
 pub use tls::connect_client;
@@ -238,3 +262,8 @@ pub use tls::connect_client;
 /// The `postgres` driver this crate is built with, for opening the connection whose
 /// transaction you pass to [`append_in_transaction`] without a version mismatch.
 pub use postgres;
+
+/// The async driver under the async store, for the transactions an
+/// [`AsyncPostgresReadModel`] writes in without a version mismatch.
+#[cfg(feature = "async")]
+pub use tokio_postgres;

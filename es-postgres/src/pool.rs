@@ -208,8 +208,25 @@ impl PostgresStore {
 }
 
 impl Inner {
+    /// Opens a connection outside the pool (for an exactly-once checkpointer), as the pool
+    /// opens its own: the store's URL, TLS and statements. The errors say which step failed.
+    pub(crate) fn open_dedicated(&self) -> Result<Conn, crate::Error> {
+        let mut client = self
+            .config
+            .connect(self.tls.clone())
+            .map_err(crate::store::connect_error)?;
+        let prepared = self
+            .sql
+            .prepare(&mut client)
+            .map_err(|source| crate::Error::Migrate {
+                schema: self.schema.clone(),
+                source,
+            })?;
+        Ok(Conn { client, prepared })
+    }
+
     /// Opens a connection and prepares the statements on it.
-    fn open(&self) -> Result<Conn, StoreError> {
+    pub(crate) fn open(&self) -> Result<Conn, StoreError> {
         let mut client = self.config.connect(self.tls.clone()).map_err(backend)?;
         let prepared = self.sql.prepare(&mut client).map_err(backend)?;
         Ok(Conn { client, prepared })

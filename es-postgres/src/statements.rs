@@ -27,6 +27,7 @@ pub(crate) struct Statements<T> {
     pub(crate) take_lease: T,
     pub(crate) lease_holder: T,
     pub(crate) release_lease: T,
+    pub(crate) lease_fence: T,
 }
 
 /// A statement in either form.
@@ -170,6 +171,14 @@ impl Statements<String> {
                 "UPDATE {s}.es_checkpoints SET lease_owner = NULL, lease_until = NULL \
                  WHERE name = $1 AND lease_owner = $2"
             ),
+            // The fence of an exactly-once commit: locks the read model's row until the
+            // commit's transaction ends (a `take_lease` of another instance waits for it),
+            // and reads the lease's owner, whether it is unexpired (server's clock) and the
+            // position.
+            lease_fence: format!(
+                "SELECT lease_owner, coalesce(lease_until > now(), false), position \
+                 FROM {s}.es_checkpoints WHERE name = $1 FOR UPDATE"
+            ),
         }
     }
 
@@ -197,6 +206,7 @@ impl Statements<String> {
             take_lease: client.prepare(&self.take_lease)?,
             lease_holder: client.prepare(&self.lease_holder)?,
             release_lease: client.prepare(&self.release_lease)?,
+            lease_fence: client.prepare(&self.lease_fence)?,
         })
     }
 }
@@ -219,7 +229,7 @@ impl Statements<String> {
                 (read_by_type, save_snapshot, load_snapshot, prune_snapshots),
                 (
                     (load_checkpoint, save_checkpoint, delete_checkpoint),
-                    (take_lease, lease_holder, release_lease),
+                    (take_lease, lease_holder, release_lease, lease_fence),
                 ),
             ),
         ) = try_join(
@@ -250,10 +260,11 @@ impl Statements<String> {
                         client.prepare(&self.save_checkpoint),
                         client.prepare(&self.delete_checkpoint),
                     ),
-                    try_join3(
+                    try_join4(
                         client.prepare(&self.take_lease),
                         client.prepare(&self.lease_holder),
                         client.prepare(&self.release_lease),
+                        client.prepare(&self.lease_fence),
                     ),
                 ),
             ),
@@ -278,6 +289,7 @@ impl Statements<String> {
             take_lease,
             lease_holder,
             release_lease,
+            lease_fence,
         })
     }
 }

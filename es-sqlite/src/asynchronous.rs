@@ -2,10 +2,12 @@
 
 use std::ops::{ControlFlow, RangeInclusive};
 use std::path::Path;
+use std::time::Duration;
 
 use es_core::{
-    AppendOptions, AppendOutcome, AsyncEventStore, AsyncVisitor, EventStore, ExpectedVersion,
-    NewEvent, RecordedEvent, Snapshot, StoreError, StreamKey, StreamRef,
+    AppendOptions, AppendOutcome, AsyncCheckpointStore, AsyncEventStore, AsyncVisitor,
+    CheckpointStore, EventStore, ExpectedVersion, Lease, NewEvent, RecordedEvent, Snapshot,
+    StoreError, StreamKey, StreamRef,
 };
 
 use crate::{Error, SqliteStore};
@@ -21,7 +23,8 @@ const CHUNK: usize = 256;
 /// Reads fetch a stream (or the global log) in chunks of 256 events, each chunk on a
 /// blocking thread, and hand every event to the visitor on the calling task: a long stream
 /// is never held in memory whole, and a visitor that stops early ends the read. Appends
-/// copy the batch to the blocking thread.
+/// copy the batch to the blocking thread. Its checkpoints and leases
+/// ([`AsyncCheckpointStore`]) are the sync store's, each call on a blocking thread.
 ///
 /// Must be used from inside a tokio runtime. It wraps a `SqliteStore` (see
 /// [`from_sync`](AsyncSqliteStore::from_sync) and [`sync`](AsyncSqliteStore::sync)), so
@@ -313,6 +316,46 @@ impl AsyncEventStore for AsyncSqliteStore {
     async fn prune_snapshots(&self, stream: StreamRef<'_>, keep: usize) -> Result<u64, StoreError> {
         let stream = stream.to_key();
         self.blocking(move |store| store.prune_snapshots(stream.as_ref(), keep))
+            .await
+    }
+}
+
+/// The sync store's checkpoints and leases (the table `es_checkpoints`, leases taken in a
+/// `BEGIN IMMEDIATE` transaction; see [`SqliteStore`]'s [`CheckpointStore`]), each call run
+/// on a blocking thread.
+impl AsyncCheckpointStore for AsyncSqliteStore {
+    async fn load_checkpoint(&self, read_model: &str) -> Result<u64, StoreError> {
+        let name = read_model.to_owned();
+        self.blocking(move |store| CheckpointStore::load_checkpoint(store, &name))
+            .await
+    }
+
+    async fn save_checkpoint(&self, read_model: &str, position: u64) -> Result<(), StoreError> {
+        let name = read_model.to_owned();
+        self.blocking(move |store| CheckpointStore::save_checkpoint(store, &name, position))
+            .await
+    }
+
+    async fn delete_checkpoint(&self, read_model: &str) -> Result<(), StoreError> {
+        let name = read_model.to_owned();
+        self.blocking(move |store| CheckpointStore::delete_checkpoint(store, &name))
+            .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        read_model: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let (name, owner) = (read_model.to_owned(), owner.to_owned());
+        self.blocking(move |store| CheckpointStore::acquire_lease(store, &name, &owner, ttl))
+            .await
+    }
+
+    async fn release_lease(&self, read_model: &str, owner: &str) -> Result<(), StoreError> {
+        let (name, owner) = (read_model.to_owned(), owner.to_owned());
+        self.blocking(move |store| CheckpointStore::release_lease(store, &name, &owner))
             .await
     }
 }

@@ -36,7 +36,11 @@ pub trait SqliteReadModel: ReadModel {
 /// The exactly-once checkpointer of a [`SqliteReadModel`]: each batch's writes and the
 /// checkpoint are committed in one transaction on a connection of its own to the event
 /// store's file. The transaction also checks that the projector still holds its lease:
-/// an instance that stalled past it while another took over writes nothing.
+/// an instance that stalled past it while another took over writes nothing. And it checks
+/// that the stored checkpoint is still the one this instance last loaded or committed: an
+/// instance whose read model fell behind it (another instance projected meanwhile) writes
+/// nothing, and its projector resumes from the stored position instead of applying the
+/// events in between a second time.
 ///
 /// ```no_run
 /// # use es_core::{Projector, ReadModel};
@@ -54,6 +58,9 @@ pub struct ExactlyOnce {
     /// The owner of the lease this checkpointer took last, if it holds one: each commit
     /// checks, in its transaction, that no other owner has taken the lease since.
     owner: Option<String>,
+    /// The position this checkpointer knows to be stored (loaded, committed, or found by a
+    /// refused commit): each commit checks, in its transaction, that it still is.
+    stored: Option<u64>,
 }
 
 impl fmt::Debug for ExactlyOnce {
@@ -89,7 +96,11 @@ impl ExactlyOnce {
             source,
         })?;
         schema::configure(&conn, path)?;
-        Ok(Self { conn, owner: None })
+        Ok(Self {
+            conn,
+            owner: None,
+            stored: None,
+        })
     }
 
     /// The connection, for creating the read model's tables and querying them.
@@ -108,11 +119,14 @@ impl<R: SqliteReadModel> Checkpointer<R> for ExactlyOnce {
     fn load(&mut self, read_model: &mut R) -> Result<u64, StoreError> {
         // Anything gathered but not written belongs to no committed position.
         read_model.reset();
-        checkpoint::load(&self.conn, R::NAME)
+        let position = checkpoint::load(&self.conn, R::NAME)?;
+        self.stored = Some(position);
+        Ok(position)
     }
 
     fn commit(&mut self, read_model: &mut R, position: u64) -> Result<(), StoreError> {
         let owner = self.owner.clone();
+        let expected = self.stored;
         let tx = self.transaction()?;
         // Fencing: an instance that lost its lease (stalled past it) must not write.
         if let Some(owner) = owner {
@@ -123,15 +137,30 @@ impl<R: SqliteReadModel> Checkpointer<R> for ExactlyOnce {
                 )));
             }
         }
+        // Nor one whose read model is behind the stored checkpoint.
+        let stored = checkpoint::load(&tx, R::NAME)?;
+        if let Some(expected) = expected.filter(|&expected| expected != stored) {
+            drop(tx);
+            self.stored = Some(stored);
+            return Err(StoreError::backend(format!(
+                "read model `{}`: its checkpoint is at {stored}, not at {expected} where this instance left it (another instance projected meanwhile), so nothing was written; the projector resumes from {stored}: call it again",
+                R::NAME
+            )));
+        }
         read_model.write(&tx).map_err(backend)?;
         checkpoint::save(&tx, R::NAME, position)?;
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        self.stored = Some(position);
+        Ok(())
     }
 
     fn after_failed_commit(&mut self, read_model: &mut R, committed: u64, _: u64) -> u64 {
-        // The transaction rolled back: drop what it would have written and read it again.
+        // The transaction rolled back: drop what it would have written, and read again
+        // after what is stored (`committed`, unless the commit found otherwise).
         read_model.reset();
-        committed
+        let resume = self.stored.unwrap_or(committed);
+        self.stored = Some(resume);
+        resume
     }
 
     fn reset(&mut self, read_model: &mut R) -> Result<(), StoreError> {
@@ -139,6 +168,7 @@ impl<R: SqliteReadModel> Checkpointer<R> for ExactlyOnce {
         read_model.clear(&tx).map_err(backend)?;
         checkpoint::delete(&tx, R::NAME)?;
         tx.commit().map_err(backend)?;
+        self.stored = Some(0);
         read_model.reset();
         Ok(())
     }
@@ -160,5 +190,86 @@ impl<R: SqliteReadModel> Checkpointer<R> for ExactlyOnce {
     fn release_lease(&mut self, name: &str, owner: &str) -> Result<(), StoreError> {
         self.owner = None;
         checkpoint::release(&self.conn, name, owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use es_core::{ApplyError, EventRecord, Handled};
+
+    use super::*;
+
+    /// Rows gathered by hand (the test feeds no events), written to `rm_rows`.
+    #[derive(Debug, Default)]
+    struct Rows {
+        pending: Vec<i64>,
+    }
+
+    impl ReadModel for Rows {
+        const NAME: &'static str = "rows";
+        const HANDLES: &'static [Handled] = &[];
+
+        fn apply(&mut self, _: &EventRecord<'_>) -> Result<(), ApplyError> {
+            Ok(())
+        }
+
+        fn reset(&mut self) {
+            self.pending.clear();
+        }
+    }
+
+    impl SqliteReadModel for Rows {
+        fn write(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+            for position in self.pending.drain(..) {
+                tx.execute("INSERT INTO rm_rows (position) VALUES (?1)", [position])?;
+            }
+            Ok(())
+        }
+
+        fn clear(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+            tx.execute("DELETE FROM rm_rows", []).map(drop)
+        }
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn
+            .prepare("SELECT position FROM rm_rows ORDER BY position")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Two instances load the same checkpoint; the second commits a batch first. The
+    /// first's commit of the same batch is refused and writes nothing, and it resumes from
+    /// the position the second stored, so no event is applied twice.
+    #[test]
+    fn an_instance_behind_the_stored_checkpoint_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("events.db")).unwrap();
+        let mut first = ExactlyOnce::open(&store).unwrap();
+        let mut second = ExactlyOnce::open(&store).unwrap();
+        first
+            .connection()
+            .execute_batch("CREATE TABLE rm_rows (position INTEGER NOT NULL)")
+            .unwrap();
+        let (mut model_one, mut model_two) = (Rows::default(), Rows::default());
+        assert_eq!(first.load(&mut model_one).unwrap(), 0);
+        assert_eq!(second.load(&mut model_two).unwrap(), 0);
+        model_two.pending.extend([1, 2]);
+        second.commit(&mut model_two, 2).unwrap();
+
+        model_one.pending.extend([1, 2]);
+        let error = first.commit(&mut model_one, 2).unwrap_err();
+        assert!(error.to_string().contains("checkpoint is at 2"), "{error}");
+        assert_eq!(rows(first.connection()), [1, 2], "nothing written twice");
+        assert_eq!(first.after_failed_commit(&mut model_one, 0, 2), 2);
+        assert!(model_one.pending.is_empty());
+        // From the stored position, it commits again.
+        model_one.pending.push(3);
+        first.commit(&mut model_one, 3).unwrap();
+        assert_eq!(rows(first.connection()), [1, 2, 3]);
+        assert_eq!(checkpoint::load(first.connection(), Rows::NAME).unwrap(), 3);
     }
 }

@@ -6,13 +6,16 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::ops::{ControlFlow, RangeInclusive};
 use std::sync::Arc;
+use std::time::Duration;
 
 use es_core::{
-    AppendOptions, AppendOutcome, AsyncEventStore, AsyncRepository, AsyncVisitor, EventRecord,
-    EventStore, ExecuteOptions, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
-    StreamRef, Visit, Visitor,
+    AppendOptions, AppendOutcome, AsyncCheckpointStore, AsyncCheckpointer, AsyncEventStore,
+    AsyncRepository, AsyncVisitor, CheckpointStore, EventRecord, EventStore, ExecuteOptions,
+    ExpectedVersion, Lease, NewEvent, RecordedEvent, Snapshot, StoreError, StreamRef, Visit,
+    Visitor,
 };
 
+use super::checkpoints::Deposits;
 use super::{Account, Fixture, events};
 
 /// An [`AsyncEventStore`] driven through the sync [`EventStore`] trait, each call run to
@@ -274,6 +277,81 @@ impl<S: AsyncEventStore, G: Send + Sync> AsyncEventStore for Fixture<S, G> {
     }
 }
 
+/// An [`AsyncCheckpointStore`] driven through the sync [`CheckpointStore`] trait, so that
+/// every case of [`checkpoint_tests!`](crate::checkpoint_tests) runs unchanged against it.
+impl<S: AsyncCheckpointStore> CheckpointStore for Blocking<S> {
+    fn load_checkpoint(&self, read_model: &str) -> Result<u64, StoreError> {
+        self.runtime
+            .block_on(self.store.load_checkpoint(read_model))
+    }
+
+    fn save_checkpoint(&self, read_model: &str, position: u64) -> Result<(), StoreError> {
+        self.runtime
+            .block_on(self.store.save_checkpoint(read_model, position))
+    }
+
+    fn delete_checkpoint(&self, read_model: &str) -> Result<(), StoreError> {
+        self.runtime
+            .block_on(self.store.delete_checkpoint(read_model))
+    }
+
+    fn acquire_lease(
+        &self,
+        read_model: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.runtime
+            .block_on(self.store.acquire_lease(read_model, owner, ttl))
+    }
+
+    fn release_lease(&self, read_model: &str, owner: &str) -> Result<(), StoreError> {
+        self.runtime
+            .block_on(self.store.release_lease(read_model, owner))
+    }
+}
+
+impl<S: AsyncCheckpointStore, G: Send + Sync> AsyncCheckpointStore for Fixture<S, G> {
+    fn load_checkpoint(
+        &self,
+        read_model: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.store().load_checkpoint(read_model)
+    }
+
+    fn save_checkpoint(
+        &self,
+        read_model: &str,
+        position: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store().save_checkpoint(read_model, position)
+    }
+
+    fn delete_checkpoint(
+        &self,
+        read_model: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store().delete_checkpoint(read_model)
+    }
+
+    fn acquire_lease(
+        &self,
+        read_model: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send {
+        self.store().acquire_lease(read_model, owner, ttl)
+    }
+
+    fn release_lease(
+        &self,
+        read_model: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store().release_lease(read_model, owner)
+    }
+}
+
 /// Tasks in the async concurrency cases.
 const TASKS: u64 = 8;
 /// Appends (or commands) each task makes.
@@ -482,6 +560,120 @@ pub fn async_futures_are_send<S: AsyncEventStore + 'static>(blocking: &Blocking<
     assert_eq!(outcome.stream_version, 2);
 }
 
+/// Rounds of the lease race.
+const RACES: usize = 10;
+
+/// 8 tasks on a multi-threaded runtime, released at once by a barrier, ask for one read
+/// model's lease, each as an owner of its own: exactly one gets it, and every other one is
+/// told that this one holds it. Then the winner gives it up and they race again, 10
+/// rounds, alternating between a fresh read model and the same one.
+pub fn async_leases_race_one_winner<S>(blocking: &Blocking<S>)
+where
+    S: AsyncEventStore + AsyncCheckpointStore + 'static,
+{
+    let ttl = Duration::from_secs(60);
+    blocking.runtime().block_on(async {
+        for round in 0..RACES {
+            let name = format!("race-{}", round / 2);
+            let barrier = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let (store, barrier, name) = (
+                        Arc::clone(blocking.store()),
+                        Arc::clone(&barrier),
+                        name.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let owner = format!("owner-{task}");
+                        barrier.wait().await;
+                        let lease = store.acquire_lease(&name, &owner, ttl).await;
+                        (owner, lease.expect("acquire_lease"))
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await.expect("task finished"));
+            }
+            let winners: Vec<&String> = answers
+                .iter()
+                .filter(|(_, lease)| matches!(lease, Lease::Acquired { .. }))
+                .map(|(owner, _)| owner)
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}: one winner: {answers:?}");
+            let winner = winners[0].clone();
+            for (owner, lease) in &answers {
+                if let Lease::HeldBy { owner: holder, .. } = lease {
+                    assert_eq!(holder, &winner, "round {round}: {owner} is told the winner");
+                }
+            }
+            blocking
+                .store()
+                .release_lease(&name, &winner)
+                .await
+                .expect("release_lease");
+        }
+    });
+}
+
+/// A store is an [`AsyncCheckpointer`] for any read model, in a spawned task (its futures
+/// are `Send`): it loads what it committed, a reset forgets the checkpoint and resets the
+/// read model, and its leases are the store's.
+pub fn async_checkpointer_commits_and_resets<S>(blocking: &Blocking<S>)
+where
+    S: AsyncEventStore + AsyncCheckpointStore + 'static,
+{
+    let store = Arc::clone(blocking.store());
+    blocking.runtime().block_on(async move {
+        tokio::spawn(async move {
+            let mut model = Deposits::default();
+            let mut checkpoints = Arc::clone(&store);
+            let name = "es-store-tests.deposits";
+            let loaded = AsyncCheckpointer::load(&mut checkpoints, &mut model).await;
+            assert_eq!(loaded.expect("load"), 0, "nothing committed yet");
+            let lease = AsyncCheckpointer::<Deposits>::acquire_lease(
+                &mut checkpoints,
+                name,
+                "one",
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("acquire_lease");
+            assert!(matches!(lease, Lease::Acquired { .. }), "{lease:?}");
+            model.seen.push(("a".to_owned(), 10, 3));
+            AsyncCheckpointer::commit(&mut checkpoints, &mut model, 3)
+                .await
+                .expect("commit");
+            assert_eq!(store.load_checkpoint(name).await.expect("load"), 3);
+            let loaded = AsyncCheckpointer::load(&mut checkpoints, &mut model).await;
+            assert_eq!(loaded.expect("load"), 3);
+            AsyncCheckpointer::reset(&mut checkpoints, &mut model)
+                .await
+                .expect("reset");
+            assert!(model.seen.is_empty(), "the read model is reset");
+            assert_eq!(store.load_checkpoint(name).await.expect("load"), 0);
+            let other = store
+                .acquire_lease(name, "two", Duration::from_secs(60))
+                .await
+                .expect("acquire_lease");
+            assert!(
+                matches!(&other, Lease::HeldBy { owner, .. } if owner == "one"),
+                "the reset keeps the lease: {other:?}"
+            );
+            AsyncCheckpointer::<Deposits>::release_lease(&mut checkpoints, name, "one")
+                .await
+                .expect("release_lease");
+            let taken = store
+                .acquire_lease(name, "two", Duration::from_secs(60))
+                .await
+                .expect("acquire_lease");
+            assert!(matches!(taken, Lease::Acquired { .. }), "{taken:?}");
+        })
+        .await
+        .expect("the spawned task finished");
+    });
+}
+
 /// Expands to one `#[test]` per conformance case for the async store the factory makes:
 /// every case of [`store_tests!`](crate::store_tests) through [`Blocking`], and the
 /// async-only cases.
@@ -547,5 +739,43 @@ macro_rules! async_store_tests {
     };
     ($make:expr $(,)?) => {
         $crate::async_store_tests! { make: $make }
+    };
+}
+
+/// Expands to one `#[test]` per conformance case of read-model checkpoints and leases for
+/// the async store ([`AsyncCheckpointStore`]) the factory makes: every case of
+/// [`checkpoint_tests!`](crate::checkpoint_tests) through [`Blocking`], and the async-only
+/// cases (a lease raced for by many tasks, the store as an [`AsyncCheckpointer`]).
+///
+/// ```ignore
+/// async fn make() -> MyAsyncStore { ... }
+///
+/// es_store_tests::async_checkpoint_tests! {
+///     make: make,                  // required: fn() -> impl Future<Output = S>,
+///                                  // S: AsyncEventStore + AsyncCheckpointStore
+///     enabled: server_available(), // optional: a bool expression; false skips each case
+/// }
+/// ```
+#[macro_export]
+macro_rules! async_checkpoint_tests {
+    (make: $make:expr, enabled: $enabled:expr $(,)?) => {
+        mod checkpoint_cases_through_blocking {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::checkpoint_tests! {
+                make: || $crate::Blocking::new($make),
+                enabled: $enabled,
+            }
+        }
+        $crate::async_store_tests!(@cases ($make) ($enabled);
+            async_leases_race_one_winner,
+            async_checkpointer_commits_and_resets,
+        );
+    };
+    (make: $make:expr $(,)?) => {
+        $crate::async_checkpoint_tests! { make: $make, enabled: true }
+    };
+    ($make:expr $(,)?) => {
+        $crate::async_checkpoint_tests! { make: $make }
     };
 }

@@ -39,7 +39,7 @@ pub fn unknown_event_type_is_reported<S: EventStore>(make: &dyn Fn() -> S) {
         Error::Decode {
             stream: found,
             version,
-            source,
+            cause: source,
         } => {
             assert_eq!(*found, stream.to_key());
             assert_eq!(*version, 2);
@@ -135,7 +135,7 @@ pub fn corrupt_row_is_reported<S: EventStore>(
         }
         Err(Error::Store {
             stream: found,
-            source,
+            cause: source,
         }) => {
             assert_eq!(found, stream.to_key());
             assert!(

@@ -123,8 +123,8 @@ pub fn leases_are_exclusive<S: CheckpointStore>(make: &dyn Fn() -> S) {
 
 /// Deposits per account, from the suite's [`Account`].
 #[derive(Debug, Default)]
-struct Deposits {
-    seen: Vec<(String, u64, u64)>,
+pub(crate) struct Deposits {
+    pub(crate) seen: Vec<(String, u64, u64)>,
 }
 
 #[read_model(name = "es-store-tests.deposits")]

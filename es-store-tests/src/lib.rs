@@ -52,7 +52,8 @@ use es_core::{
 pub use account::{Account, AccountError, AccountEvent, Deposited, Opened};
 #[cfg(feature = "async")]
 pub use asynchronous::{
-    Blocking, async_contended_appends_lose_nothing, async_futures_are_send,
+    Blocking, async_checkpointer_commits_and_resets, async_contended_appends_lose_nothing,
+    async_futures_are_send, async_leases_race_one_winner,
     async_repository_commands_with_a_key_run_once, async_repository_loses_no_update,
     async_visitors_can_stop_early,
 };
@@ -290,7 +291,8 @@ macro_rules! store_tests {
 /// Expands to one `#[test]` per conformance case of read-model checkpoints and leases
 /// ([`CheckpointStore`](es_core::CheckpointStore)), and of a projector over the store, for
 /// a store the factory makes. Separate from [`store_tests!`], so a store adds checkpoints
-/// when it implements them.
+/// when it implements them. An async store (`es_core::AsyncCheckpointStore`) runs the same
+/// cases, and async-only ones, with `async_checkpoint_tests!` (feature `async`).
 ///
 /// ```ignore
 /// es_store_tests::checkpoint_tests!(es_core::InMemoryStore::new);

@@ -354,13 +354,13 @@ impl ApiError {
     fn from_es(id: &str, error: Error<BankError>) -> Self {
         match error {
             Error::Rejected {
-                source: BankError::NotOpen,
+                cause: BankError::NotOpen,
                 ..
             } => not_found(id),
-            Error::Rejected { source, .. } => Self::new(
+            Error::Rejected { cause, .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "rejected",
-                source.to_string(),
+                cause.to_string(),
             ),
             Error::Conflict { attempts, .. } => {
                 tracing::warn!(account = id, attempts, "answering 409: {error}");

@@ -64,9 +64,16 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        let dropped = es_postgres::connect_client(&self.url).map(|mut client| {
-            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-        });
+        // On a thread of its own: the driver's client must not be dropped inside an async
+        // test's runtime, where this guard may be dropped (also while unwinding).
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            es_postgres::connect_client(&url).map(|mut client| {
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+            })
+        })
+        .join()
+        .expect("the thread dropping a test schema does not panic");
         match dropped {
             Ok(Ok(())) => {}
             Ok(Err(error)) => eprintln!("could not drop test schema {}: {error}", self.name),

@@ -58,9 +58,9 @@ pub trait CheckpointStore: Send + Sync {
 /// How a [`Projector`](crate::Projector) keeps the progress of read model `R`.
 ///
 /// Every [`CheckpointStore`] is one: it saves the position after the events were applied
-/// (at-least-once: a crash in between applies them again). `es_sqlite::ExactlyOnce` is
-/// another, which commits the read model's own writes with the checkpoint in one
-/// transaction.
+/// (at-least-once: a crash in between applies them again). `es_sqlite::ExactlyOnce` and
+/// `es_postgres::ExactlyOnce` are others, which commit the read model's own writes with the
+/// checkpoint in one transaction, fenced by the lease.
 pub trait Checkpointer<R: ReadModel> {
     /// The position to resume after (0: from the start).
     fn load(&mut self, read_model: &mut R) -> Result<u64, StoreError>;

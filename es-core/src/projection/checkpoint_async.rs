@@ -58,11 +58,11 @@ pub trait AsyncCheckpointStore: Send + Sync {
 /// contract of each method.
 ///
 /// Every [`AsyncCheckpointStore`] is one (at least once: the checkpoint is saved after the
-/// events were applied).
+/// events were applied); `es_postgres::AsyncExactlyOnce` commits a PostgreSQL read model's
+/// writes with the checkpoint in one transaction (exactly once).
 pub trait AsyncCheckpointer<R: ReadModel>: Send {
     /// The position to resume after (0: from the start).
-    fn load(&mut self, read_model: &mut R)
-    -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn load(&mut self, read_model: &mut R) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Records that every event up to `position` is applied to `read_model`.
     fn commit(

@@ -1,92 +1,18 @@
 //! [`Projector`]: feeds a read model the global log from its checkpoint.
 
-use std::error::Error as StdError;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::envelope::{EventRecord, StreamKey};
-use crate::projection::checkpoint::{Checkpointer, Lease};
-use crate::projection::read_model::{ApplyError, ReadModel};
+use crate::projection::checkpoint::Checkpointer;
+use crate::projection::engine::{Batch, CatchUp, Filter, Follow, HeldBy, LeaseKeeper, locked};
+use crate::projection::error::{ProjectionError, store_error};
+use crate::projection::read_model::ReadModel;
+use crate::projection::stop::{StopHandle, Waited};
 use crate::store::{EventStore, StoreError};
 
 /// How many events a projector reads per batch by default; it commits its checkpoint
 /// after each batch.
 pub const DEFAULT_BATCH_SIZE: usize = 512;
-
-/// A projector stopped.
-///
-/// Every variant names the read model; a failure on an event names the event's type, its
-/// stream and version and its global position. The checkpoint is left just before that
-/// event, so running the projector again (after fixing the handler or the data) resumes
-/// there: no event is skipped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProjectionError {
-    /// A handler returned an error.
-    #[error(
-        "read model `{read_model}` failed on event `{event_type}` at global position {global_position} (version {version} of {stream}): {source}; fix the handler (or the data) and run the projector again: it resumes at this event"
-    )]
-    Handler {
-        /// The read model.
-        read_model: &'static str,
-        /// The stored event type.
-        event_type: String,
-        /// The event's stream.
-        stream: StreamKey,
-        /// The event's stream version.
-        version: u64,
-        /// The event's global position.
-        global_position: u64,
-        /// What the handler returned.
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-    /// A handled event could not be decoded.
-    #[error(
-        "read model `{read_model}` cannot decode event `{event_type}` at global position {global_position} (version {version} of {stream}): {source}; add an upcaster or fix the event type, then run the projector again: it resumes at this event"
-    )]
-    Decode {
-        /// The read model.
-        read_model: &'static str,
-        /// The stored event type.
-        event_type: String,
-        /// The event's stream.
-        stream: StreamKey,
-        /// The event's stream version.
-        version: u64,
-        /// The event's global position.
-        global_position: u64,
-        /// Why it does not decode.
-        #[source]
-        source: Box<crate::DecodeError>,
-    },
-    /// Reading the log or keeping the checkpoint failed.
-    #[error(
-        "read model `{read_model}`: the store failed after global position {position}: {source}; the projector can be run again, it resumes after position {position}"
-    )]
-    Store {
-        /// The read model.
-        read_model: &'static str,
-        /// The last position applied and committed.
-        position: u64,
-        /// The store's error.
-        #[source]
-        source: Box<StoreError>,
-    },
-    /// Another projector instance runs this read model.
-    #[error(
-        "read model `{read_model}` is being projected by another instance (`{owner}`), whose lease runs until {until:?}; stop that instance, or wait for its lease to expire"
-    )]
-    Locked {
-        /// The read model.
-        read_model: &'static str,
-        /// The other instance's owner id.
-        owner: String,
-        /// When its lease expires unless renewed.
-        until: SystemTime,
-    },
-}
 
 /// How far a catch-up or a rebuild got, for progress reports: `done` of `total` positions
 /// of the global log (equal to event counts, unless the store has gaps in its positions).
@@ -107,43 +33,6 @@ pub struct CaughtUp {
     pub applied: u64,
     /// The checkpoint now: the position of the last event read.
     pub position: u64,
-}
-
-/// Stops a [`Projector::run`] from another thread (or a signal handler's thread).
-/// Clones share the request.
-#[derive(Debug, Clone, Default)]
-pub struct StopHandle {
-    inner: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl StopHandle {
-    /// A handle that has not been stopped.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks the projector to stop: it finishes the batch it is applying, commits it and
-    /// returns. Wakes it at once if it is waiting for new events.
-    pub fn stop(&self) {
-        let (stopped, wake) = &*self.inner;
-        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
-    }
-
-    /// Whether [`stop`](StopHandle::stop) was called.
-    pub fn is_stopped(&self) -> bool {
-        *self.inner.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Waits up to `timeout` or until stopped; returns whether it was stopped.
-    fn wait(&self, timeout: Duration) -> bool {
-        let (stopped, wake) = &*self.inner;
-        let guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
-        let (guard, _) = wake
-            .wait_timeout_while(guard, timeout, |stopped| !*stopped)
-            .unwrap_or_else(PoisonError::into_inner);
-        *guard
-    }
 }
 
 /// How [`Projector::run`] polls for new events.
@@ -249,44 +138,8 @@ pub struct Projector<S, R, C> {
     batch_size: usize,
     /// The committed position, once loaded.
     position: Option<u64>,
-    /// This instance's lease owner id.
-    owner: String,
-    lease_ttl: Duration,
-    /// When the lease this instance holds expires, if it holds one.
-    lease_until: Option<SystemTime>,
+    lease: LeaseKeeper,
     filter: Filter,
-}
-
-/// Which events the read model handles, grouped by aggregate type.
-#[derive(Debug)]
-struct Filter {
-    /// (aggregate type, stored names incl. aliases).
-    groups: Vec<(&'static str, Vec<&'static str>)>,
-}
-
-impl Filter {
-    fn of<R: ReadModel>() -> Self {
-        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-        for handled in R::HANDLES {
-            let index = match groups
-                .iter()
-                .position(|(a, _)| *a == handled.aggregate_type)
-            {
-                Some(index) => index,
-                None => {
-                    groups.push((handled.aggregate_type, Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            let names = &mut groups[index].1;
-            for name in std::iter::once(&handled.event_type).chain(handled.aliases) {
-                if !names.contains(name) {
-                    names.push(name);
-                }
-            }
-        }
-        Self { groups }
-    }
 }
 
 impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
@@ -300,9 +153,7 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
             checkpoints,
             batch_size: DEFAULT_BATCH_SIZE,
             position: None,
-            owner: format!("projector-{}", crate::id::new_event_id()),
-            lease_ttl: Duration::from_secs(30),
-            lease_until: None,
+            lease: LeaseKeeper::new(),
             filter: Filter::of::<R>(),
         }
     }
@@ -317,13 +168,13 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
     /// How long the lease this instance takes lasts unless renewed (default 30 s). A
     /// crashed instance's lease blocks other instances for up to this long.
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl;
+        self.lease.ttl = ttl;
         self
     }
 
     /// The id this instance takes leases under (default: `projector-` and a random UUID).
     pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
-        self.owner = owner.into();
+        self.lease.owner = owner.into();
         self
     }
 
@@ -399,7 +250,8 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
 
     /// Keeps the read model up to date until `stop` is stopped: catches up, then polls for
     /// new events, pausing between polls that found none for twice as long each time, up to
-    /// [`RunOptions::max_delay`]. Returns the number of events applied.
+    /// [`RunOptions::max_delay`]; [`StopHandle::wake`] cuts a pause short. Returns the
+    /// number of events applied.
     ///
     /// While another instance holds the lease, waits (polling as slowly as `max_delay`)
     /// until it is free. A handler or decoding error stops the run with the error (the
@@ -407,42 +259,23 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
     /// [`RunOptions::max_store_failures`] says. Stopped, it commits what it applied and
     /// gives up the lease.
     pub fn run(&mut self, stop: &StopHandle, options: RunOptions) -> Result<u64, ProjectionError> {
-        let mut applied = 0;
-        let mut delay = options.min_delay;
-        let mut store_failures = 0;
+        let mut follow = Follow::new(options);
         let result = loop {
             if stop.is_stopped() {
-                break Ok(applied);
+                break Ok(follow.applied());
             }
-            let step = self.ensure_lease().and_then(|lease| match lease {
+            let poll = self.ensure_lease().and_then(|lease| match lease {
                 Ok(()) => self.catch_up_inner(None).map(Some),
-                // Another instance runs it: wait for its lease to be released or expire.
                 Err(_) => Ok(None),
             });
-            match step {
-                Ok(Some(done)) => {
-                    store_failures = 0;
-                    applied += done.applied;
-                    delay = if done.applied > 0 {
-                        options.min_delay
-                    } else {
-                        (delay * 2).clamp(options.min_delay, options.max_delay)
-                    };
-                }
-                Ok(None) => {
-                    store_failures = 0;
-                    delay = options.max_delay;
-                }
-                Err(ProjectionError::Store { .. })
-                    if store_failures < options.max_store_failures =>
-                {
-                    store_failures += 1;
-                    delay = options.max_delay;
-                }
-                Err(error) => break Err(error),
-            }
-            if stop.wait(delay) {
-                break Ok(applied);
+            let delay = match follow.after(poll) {
+                ControlFlow::Continue(delay) => delay,
+                ControlFlow::Break(result) => break result,
+            };
+            match stop.wait(delay) {
+                Waited::Stopped => break Ok(follow.applied()),
+                Waited::Woken => follow.woken(),
+                Waited::TimedOut => {}
             }
         };
         self.release();
@@ -455,14 +288,8 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, ProjectionError>,
     ) -> Result<T, ProjectionError> {
-        let held = self.lease_until.is_some();
-        if let Err((owner, until)) = self.ensure_lease()? {
-            return Err(ProjectionError::Locked {
-                read_model: R::NAME,
-                owner,
-                until,
-            });
-        }
+        let held = self.lease.held();
+        self.ensure_lease()?.map_err(locked::<R>)?;
         let result = f(self);
         if !held {
             self.release();
@@ -472,35 +299,21 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
 
     /// Takes or renews the lease when less than half of it is left; `Err` with the holder
     /// if another instance holds it.
-    #[allow(clippy::type_complexity)]
-    fn ensure_lease(&mut self) -> Result<Result<(), (String, SystemTime)>, ProjectionError> {
-        let now = SystemTime::now();
-        if let Some(until) = self.lease_until {
-            if until > now + self.lease_ttl / 2 {
-                return Ok(Ok(()));
-            }
+    fn ensure_lease(&mut self) -> Result<Result<(), HeldBy>, ProjectionError> {
+        if !self.lease.renewal_due() {
+            return Ok(Ok(()));
         }
-        match self
+        let answer = self
             .checkpoints
-            .acquire_lease(R::NAME, &self.owner, self.lease_ttl)
-        {
-            Ok(Lease::Acquired { until }) => {
-                self.lease_until = Some(until);
-                Ok(Ok(()))
-            }
-            Ok(Lease::HeldBy { owner, until }) => {
-                self.lease_until = None;
-                Ok(Err((owner, until)))
-            }
-            Err(error) => Err(store_error::<R>(self.position.unwrap_or(0), error)),
-        }
+            .acquire_lease(R::NAME, &self.lease.owner, self.lease.ttl);
+        self.lease.record::<R>(answer, self.position.unwrap_or(0))
     }
 
     /// Gives up the lease, if held. A failure only delays other instances until it
     /// expires, so it is not reported.
     fn release(&mut self) {
-        if self.lease_until.take().is_some() {
-            let _ = self.checkpoints.release_lease(R::NAME, &self.owner);
+        if self.lease.take() {
+            let _ = self.checkpoints.release_lease(R::NAME, &self.lease.owner);
         }
     }
 
@@ -509,166 +322,48 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
         mut progress: Option<&mut dyn FnMut(Progress)>,
     ) -> Result<CaughtUp, ProjectionError> {
         let start = self.position()?;
-        let total = match progress {
-            Some(_) => head_position(&self.store)
-                .map_err(|e| store_error::<R>(start, e))?
-                .saturating_sub(start),
-            None => 0,
+        let head = match progress {
+            Some(_) => Some(head_position(&self.store).map_err(|e| store_error::<R>(start, e))?),
+            None => None,
         };
-        let mut position = start;
-        let mut applied = 0;
+        let mut run = CatchUp::new(start, head);
         loop {
-            let batch = self.batch(position);
-            if batch.last > position {
-                if let Err(error) = self.checkpoints.commit(&mut self.read_model, batch.last) {
-                    let resume = self.checkpoints.after_failed_commit(
-                        &mut self.read_model,
-                        position,
-                        batch.last,
-                    );
+            let batch = self.batch(run.position());
+            if let Some(last) = run.commit_due(&batch) {
+                if let Err(error) = self.checkpoints.commit(&mut self.read_model, last) {
+                    let committed = run.position();
+                    let resume =
+                        self.checkpoints
+                            .after_failed_commit(&mut self.read_model, committed, last);
                     self.position = Some(resume);
-                    return Err(store_error::<R>(position, error));
+                    return Err(store_error::<R>(committed, error));
                 }
-                position = batch.last;
-                self.position = Some(position);
             }
-            applied += batch.applied;
+            run.committed(&batch);
+            self.position = Some(run.position());
             if let Some(report) = progress.as_deref_mut() {
-                let done = position.saturating_sub(start).min(total);
-                report(Progress {
-                    done: if batch.done() { total.max(done) } else { done },
-                    total,
-                    position,
-                });
+                report(run.progress(&batch));
             }
-            if let Some(failure) = batch.failure {
-                return Err(failure.into_error::<R>(position));
-            }
-            if batch.done() {
-                return Ok(CaughtUp { applied, position });
+            if let ControlFlow::Break(result) = run.after::<R>(batch) {
+                return result;
             }
         }
     }
 
     /// Reads and applies one batch after `position`.
     fn batch(&mut self, position: u64) -> Batch {
-        let mut batch = Batch {
-            last: position,
-            read: 0,
-            applied: 0,
-            limit: self.batch_size,
-            failure: None,
-        };
-        let read_model = &mut self.read_model;
-        let groups = &self.filter.groups;
-        let mut visitor = |record: &EventRecord<'_>| {
-            let handled = groups.iter().any(|(aggregate, names)| {
-                *aggregate == record.stream.aggregate_type && names.contains(&record.event_type)
-            });
-            if handled {
-                if let Err(error) = read_model.apply(record) {
-                    batch.failure = Some(Failure::Apply(failed_on(record, error)));
-                    return ControlFlow::Break(());
-                }
-                batch.applied += 1;
-            }
-            batch.read += 1;
-            batch.last = record.global_position;
-            ControlFlow::Continue(())
-        };
+        let mut batch = Batch::new(position, self.batch_size);
+        let (filter, read_model) = (&self.filter, &mut self.read_model);
+        let mut visitor = |record: &crate::EventRecord<'_>| batch.visit(filter, read_model, record);
         let from = position.saturating_add(1);
-        let read = match groups.as_slice() {
-            [(aggregate, names)] => {
+        let read = match filter.single_type() {
+            Some((aggregate, names)) => {
                 self.store
                     .visit_by_type(aggregate, names, from, self.batch_size, &mut visitor)
             }
-            _ => self.store.visit_all(from, self.batch_size, &mut visitor),
+            None => self.store.visit_all(from, self.batch_size, &mut visitor),
         };
-        if let Err(error) = read {
-            if batch.failure.is_none() {
-                batch.failure = Some(Failure::Store(error));
-            }
-        }
-        batch
-    }
-}
-
-struct Batch {
-    /// The position of the last event read (and applied, if handled).
-    last: u64,
-    read: usize,
-    applied: u64,
-    limit: usize,
-    failure: Option<Failure>,
-}
-
-impl Batch {
-    /// Whether the log has no more events after this batch (or it failed).
-    fn done(&self) -> bool {
-        self.failure.is_some() || self.read < self.limit
-    }
-}
-
-enum Failure {
-    Apply(FailedEvent),
-    Store(StoreError),
-}
-
-struct FailedEvent {
-    event_type: String,
-    stream: StreamKey,
-    version: u64,
-    global_position: u64,
-    error: ApplyError,
-}
-
-fn failed_on(record: &EventRecord<'_>, error: ApplyError) -> FailedEvent {
-    FailedEvent {
-        event_type: record.event_type.to_owned(),
-        stream: record.stream.to_key(),
-        version: record.stream_version,
-        global_position: record.global_position,
-        error,
-    }
-}
-
-impl Failure {
-    fn into_error<R: ReadModel>(self, position: u64) -> ProjectionError {
-        match self {
-            Self::Store(error) => store_error::<R>(position, error),
-            Self::Apply(FailedEvent {
-                event_type,
-                stream,
-                version,
-                global_position,
-                error,
-            }) => match error {
-                ApplyError::Decode(source) => ProjectionError::Decode {
-                    read_model: R::NAME,
-                    event_type,
-                    stream,
-                    version,
-                    global_position,
-                    source: Box::new(source),
-                },
-                ApplyError::Handler(source) => ProjectionError::Handler {
-                    read_model: R::NAME,
-                    event_type,
-                    stream,
-                    version,
-                    global_position,
-                    source,
-                },
-            },
-        }
-    }
-}
-
-fn store_error<R: ReadModel>(position: u64, error: StoreError) -> ProjectionError {
-    ProjectionError::Store {
-        read_model: R::NAME,
-        position,
-        source: Box::new(error),
+        batch.read(read)
     }
 }
 
@@ -676,28 +371,57 @@ fn store_error<R: ReadModel>(position: u64, error: StoreError) -> ProjectionErro
 /// O(log n) one-event reads: a galloping search for the last position at or after which
 /// an event exists.
 pub(crate) fn head_position<S: EventStore + ?Sized>(store: &S) -> Result<u64, StoreError> {
-    // The first event at or after `from`, if any.
-    let first_from = |from: u64| -> Result<Option<u64>, StoreError> {
+    let mut search = HeadSearch::default();
+    while let Some(from) = search.next_probe() {
         let mut found = None;
         store.visit_all(from, 1, &mut |record| {
             found = Some(record.global_position);
             ControlFlow::Break(())
         })?;
-        Ok(found)
-    };
-    let Some(mut last) = first_from(1)? else {
-        return Ok(0);
-    };
-    // Gallop: `last` is a known position; probe further and further after it.
-    let mut step = 1u64;
-    loop {
-        match first_from(last.saturating_add(step))? {
-            Some(found) => {
-                last = found;
-                step = step.saturating_mul(2);
-            }
-            None if step == 1 => return Ok(last),
-            None => step = (step / 2).max(1),
+        search.found(found);
+    }
+    Ok(search.head())
+}
+
+/// The galloping search of [`head_position`], without its reads, for the async one too.
+#[derive(Debug, Default)]
+pub(crate) struct HeadSearch {
+    /// The last position known to hold an event (0: none found yet).
+    last: u64,
+    /// The distance of the next probe after `last` (0: not started).
+    step: u64,
+    done: bool,
+}
+
+impl HeadSearch {
+    /// The position to read the first event at or after, or `None` once the head is found.
+    pub(crate) fn next_probe(&self) -> Option<u64> {
+        match (self.done, self.step) {
+            (true, _) => None,
+            (false, 0) => Some(1),
+            (false, step) => Some(self.last.saturating_add(step)),
         }
+    }
+
+    /// Records the first position the probe found (`None`: nothing at or after it).
+    pub(crate) fn found(&mut self, found: Option<u64>) {
+        match (found, self.step) {
+            (None, 0) => self.done = true,
+            (Some(position), 0) => {
+                self.last = position;
+                self.step = 1;
+            }
+            (Some(position), step) => {
+                self.last = position;
+                self.step = step.saturating_mul(2);
+            }
+            (None, 1) => self.done = true,
+            (None, step) => self.step = (step / 2).max(1),
+        }
+    }
+
+    /// The head found (0: the log is empty).
+    pub(crate) fn head(&self) -> u64 {
+        self.last
     }
 }

@@ -63,10 +63,10 @@ impl Handled {
 pub enum ApplyError {
     /// The stored event could not be decoded (a failed upcast, a payload that does not fit).
     #[error("{0}")]
-    Decode(#[source] DecodeError),
+    Decode(DecodeError),
     /// The handler returned an error.
     #[error("the handler failed: {0}")]
-    Handler(#[source] Box<dyn StdError + Send + Sync>),
+    Handler(Box<dyn StdError + Send + Sync>),
 }
 
 impl ApplyError {

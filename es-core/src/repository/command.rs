@@ -347,10 +347,10 @@ impl<'a, Ev: crate::EventEnum> Decode<'a, Ev> {
 }
 
 /// A store error on `stream`, as the repository reports it.
-pub(super) fn store_error<E>(stream: StreamRef<'_>, source: StoreError) -> Error<E> {
+pub(super) fn store_error<E>(stream: StreamRef<'_>, cause: StoreError) -> Error<E> {
     Error::Store {
         stream: stream.to_key(),
-        source: Box::new(source),
+        cause: Box::new(cause),
     }
 }
 
@@ -427,10 +427,10 @@ impl<T, F: FnMut(&EventRecord<'_>) -> Result<T, crate::DecodeError>> Across<T, F
 
     pub(super) fn visit(&mut self, record: &EventRecord<'_>) -> Visit {
         let decoded = (self.decode)(record)
-            .map_err(|source| Error::Decode {
+            .map_err(|cause| Error::Decode {
                 stream: record.stream.to_key(),
                 version: record.stream_version,
-                source: Box::new(source),
+                cause: Box::new(cause),
             })
             .and_then(|event| {
                 let envelope = record

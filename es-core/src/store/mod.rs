@@ -203,7 +203,7 @@ pub enum StoreError {
     },
     /// The backend failed (I/O, connection, SQL).
     #[error("event store backend failed: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {

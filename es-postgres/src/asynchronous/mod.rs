@@ -4,6 +4,8 @@
 //! What is shared with the sync store, and where:
 //!
 //! * the SQL text of every statement and its parameters: [`crate::statements`];
+//! * the checkpoint statements, checks, lease parameters and the reading of lease rows:
+//!   [`crate::checkpoint`], run here by `checkpoint`;
 //! * creating and migrating the tables (the SQL, the lock, the decisions):
 //!   [`crate::schema`], run here by [`schema::migrate`];
 //! * every check and outcome of an append, the insert's parameters and the mapping of its
@@ -16,8 +18,12 @@
 //! * TLS and connection strings: [`crate::tls`].
 
 mod append;
+mod checkpoint;
+mod exactly_once;
+mod listen;
 mod pool;
 mod schema;
 mod store;
 
+pub use exactly_once::{AsyncExactlyOnce, AsyncPostgresReadModel};
 pub use store::AsyncPostgresStore;

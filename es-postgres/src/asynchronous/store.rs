@@ -94,6 +94,8 @@ pub struct AsyncPostgresStore {
 
 pub(crate) struct Inner {
     pub(crate) schema: String,
+    /// The connection settings and TLS of the pool, for listening connections.
+    pub(crate) listen: (tokio_postgres::Config, tls::Tls),
     pub(crate) options: Options,
     pub(crate) pool: Pool<Manager>,
 }
@@ -145,6 +147,7 @@ impl AsyncPostgresStore {
             return Err(Error::NoRuntime);
         }
         let sql = Statements::new(schema);
+        let listen = (config.clone(), tls.clone());
         let manager = Manager::new(config, tls, sql, options.check_idle_after);
         // The first connection creates or migrates the tables, then joins the pool.
         let mut client = manager.connect().await.map_err(connect_error)?;
@@ -172,6 +175,7 @@ impl AsyncPostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 schema: schema.to_owned(),
+                listen,
                 options,
                 pool,
             }),
