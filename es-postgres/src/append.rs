@@ -456,7 +456,7 @@ pub(crate) fn insert_error(
         Some("es_events_pkey") => StoreError::backend(CounterError::Behind {
             schema: schema.to_owned(),
             first,
-            source: error,
+            cause: error,
         }),
         // In the caller's transaction a conflict must mean "nothing happened, carry on",
         // which is not so here: the transaction is aborted.
@@ -464,7 +464,7 @@ pub(crate) fn insert_error(
             StoreError::backend(CounterError::Bypassed {
                 schema: schema.to_owned(),
                 stream: stream.to_key().to_string(),
-                source: error,
+                cause: error,
             })
         }
         // The store's own append rolls its transaction back, so this is a plain conflict.

@@ -14,12 +14,11 @@ pub enum Error {
     /// The connection string could not be parsed.
     #[error(
         "cannot parse the PostgreSQL connection string: {}; use `postgres://user:password@host:port/database` or the `host=... user=... dbname=...` form",
-        describe(.source)
+        describe(.cause)
     )]
     InvalidUrl {
         /// The parser's error.
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
     /// A connection parameter (`sslmode`, `sslrootcert`, or another TLS parameter) has a
     /// value es-postgres does not accept, or is one it does not support.
@@ -51,21 +50,19 @@ pub enum Error {
     /// is not signed by a trusted CA or is not for the host name connected to.
     #[error(
         "cannot connect to PostgreSQL over TLS: {}; es verifies the server's certificate whenever TLS is used (with sslmode prefer, require, verify-ca and verify-full): set `sslrootcert=/path/to/ca.crt` to the CA that signed it, connect to a host name the certificate is for (or use sslmode=verify-ca, which does not check the name), or use sslmode=disable for an unencrypted connection",
-        describe(.source)
+        describe(.cause)
     )]
     TlsHandshake {
         /// The driver's error.
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
     /// No thread could be started to run the driver outside the calling tokio runtime.
     #[error(
-        "cannot start a thread to run the PostgreSQL driver outside the tokio runtime that called `connect`: {source}; call it from `tokio::task::spawn_blocking`, or use the async store in async code"
+        "cannot start a thread to run the PostgreSQL driver outside the tokio runtime that called `connect`: {cause}; call it from `tokio::task::spawn_blocking`, or use the async store in async code"
     )]
     Thread {
         /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The schema name is not a plain identifier.
     #[error(
@@ -80,24 +77,22 @@ pub enum Error {
     /// The server could not be reached or refused the login.
     #[error(
         "cannot connect to PostgreSQL: {}; check that the server is running and that the URL's host, port, user, password and database are right",
-        describe(.source)
+        describe(.cause)
     )]
     Connect {
         /// The driver's error.
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
     /// Creating or migrating the event tables failed.
     #[error(
         "cannot create or migrate the event store tables in schema `{schema}`: {}; check that the user may create schemas and tables in this database",
-        describe(.source)
+        describe(.cause)
     )]
     Migrate {
         /// The schema.
         schema: String,
         /// The driver's error.
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
     /// The schema was written by a newer release of es-postgres.
     #[error(
@@ -156,7 +151,7 @@ pub(crate) enum CounterError {
     /// The counter handed out a position that is already stored.
     #[error(
         "the es_position counter of schema `{schema}` is behind the stored events: it handed out global position {first}, which is already taken ({}); something other than es-postgres changed it or wrote events: repair it with `{repair}` while no store is appending",
-        describe(.source),
+        describe(.cause),
         repair = repair(schema)
     )]
     Behind {
@@ -165,14 +160,13 @@ pub(crate) enum CounterError {
         /// The first position this append took.
         first: i64,
         /// The unique violation on `es_events_pkey`.
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
     /// Another session stored the stream version this append wanted without taking the
     /// counter lock, so the database's unique constraint caught it.
     #[error(
         "{stream} in schema `{schema}` gained the version this append wanted from a session that did not take the es_position counter lock (or from a transaction that is not READ COMMITTED) ({}); the transaction is aborted: roll it back, then reload the stream and retry",
-        describe(.source)
+        describe(.cause)
     )]
     Bypassed {
         /// The schema.
@@ -180,8 +174,7 @@ pub(crate) enum CounterError {
         /// The stream.
         stream: String,
         /// The unique violation on `es_events_stream_key`.
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
 }
 
@@ -203,11 +196,8 @@ impl std::fmt::Display for DriverError {
     }
 }
 
-impl std::error::Error for DriverError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
+/// `source()` is `None`: the message already holds the driver error and its causes.
+impl std::error::Error for DriverError {}
 
 /// A driver error in words: the server's severity, SQLSTATE code, message, detail and hint
 /// for a server error; the driver's message and its cause otherwise.

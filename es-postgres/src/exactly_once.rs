@@ -193,7 +193,7 @@ impl ExactlyOnce {
     pub fn connect(store: &PostgresStore) -> Result<Self, Error> {
         let conn = offload::blocking(
             || store.inner.open_dedicated(),
-            |source| Err(Error::Thread { source }),
+            |source| Err(Error::Thread { cause: source }),
         )?;
         Ok(Self {
             store: store.clone(),

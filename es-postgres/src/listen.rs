@@ -122,7 +122,7 @@ impl PostgresStore {
         let thread = thread::Builder::new()
             .name("es-postgres-listen".to_owned())
             .spawn(move || store.listen_loop(first, &handle, &flag))
-            .map_err(|source| Error::Thread { source })?;
+            .map_err(|source| Error::Thread { cause: source })?;
         Ok(Listener {
             quit,
             worker: Worker::Thread(Some(thread)),
@@ -140,7 +140,7 @@ impl PostgresStore {
                 client.batch_execute(LISTEN).map_err(connect_error)?;
                 Ok(client)
             },
-            |source| Err(Error::Thread { source }),
+            |source| Err(Error::Thread { cause: source }),
         )
     }
 

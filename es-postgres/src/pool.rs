@@ -220,7 +220,7 @@ impl Inner {
             .prepare(&mut client)
             .map_err(|source| crate::Error::Migrate {
                 schema: self.schema.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Conn { client, prepared })
     }

@@ -218,7 +218,7 @@ fn stored_version(client: &mut impl GenericClient, schema: &str) -> Result<i32, 
 pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<(), Error> {
     let migrate_err = |source| Error::Migrate {
         schema: schema.to_owned(),
-        source,
+        cause: source,
     };
     // Fast path, without locks or DDL: the usual case of an up-to-date schema.
     let found = stored_version(client, schema).map_err(migrate_err)?;

@@ -194,7 +194,7 @@ impl PostgresStore {
     pub fn connect_with_options(url: &str, schema: &str, options: Options) -> Result<Self, Error> {
         offload::blocking(
             || Self::open(url, schema, options),
-            |source| Err(Error::Thread { source }),
+            |source| Err(Error::Thread { cause: source }),
         )
     }
 
@@ -212,7 +212,7 @@ impl PostgresStore {
         let sql = Statements::new(schema);
         let prepared = sql.prepare(&mut client).map_err(|source| Error::Migrate {
             schema: schema.to_owned(),
-            source,
+            cause: source,
         })?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -296,9 +296,9 @@ impl PostgresStore {
 /// certificate, most often), [`Error::Connect`] otherwise.
 pub(crate) fn connect_error(source: postgres::Error) -> Error {
     if tls::is_tls_failure(&source) {
-        Error::TlsHandshake { source }
+        Error::TlsHandshake { cause: source }
     } else {
-        Error::Connect { source }
+        Error::Connect { cause: source }
     }
 }
 

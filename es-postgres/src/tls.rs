@@ -169,7 +169,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Tls), Erro
     let rest = strip_tls_params(url, &mut params)?;
     let mut config: tokio_postgres::Config = rest
         .parse()
-        .map_err(|source| Error::InvalidUrl { source })?;
+        .map_err(|source| Error::InvalidUrl { cause: source })?;
     let mode = match &params.sslmode {
         Some(value) => SslMode::parse(value)?,
         None => SslMode::Prefer,
@@ -537,7 +537,7 @@ pub fn connect_client(url: &str) -> Result<postgres::Client, Error> {
                 .connect(tls)
                 .map_err(crate::store::connect_error)
         },
-        |source| Err(Error::Thread { source }),
+        |source| Err(Error::Thread { cause: source }),
     )
 }
 

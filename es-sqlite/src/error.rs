@@ -14,19 +14,18 @@ use rusqlite::ErrorCode;
 pub enum Error {
     /// SQLite could not open (or create) the database file.
     #[error(
-        "cannot open the SQLite event store `{}`: {source}; check that the directory exists and is writable and that the file is a SQLite database",
+        "cannot open the SQLite event store `{}`: {cause}; check that the directory exists and is writable and that the file is a SQLite database",
         .path.display()
     )]
     Open {
         /// The database file (`:memory:` for an in-memory database).
         path: PathBuf,
         /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// A connection setting (WAL mode, `synchronous`, busy timeout) could not be applied.
     #[error(
-        "cannot configure the SQLite event store `{}` ({setting}): {source}; check that the file is a SQLite database on a local, writable file system and that no other program holds it locked",
+        "cannot configure the SQLite event store `{}` ({setting}): {cause}; check that the file is a SQLite database on a local, writable file system and that no other program holds it locked",
         .path.display()
     )]
     Configure {
@@ -35,8 +34,7 @@ pub enum Error {
         /// The setting that failed, e.g. `journal_mode=WAL`.
         setting: &'static str,
         /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The file does not support WAL mode (SQLite kept another journal mode).
     #[error(
@@ -51,15 +49,14 @@ pub enum Error {
     },
     /// Creating or migrating the event tables failed.
     #[error(
-        "cannot create or migrate the event store schema in `{}`: {source}; check that the file is writable and that its `es_events` table was created by es-sqlite",
+        "cannot create or migrate the event store schema in `{}`: {cause}; check that the file is writable and that its `es_events` table was created by es-sqlite",
         .path.display()
     )]
     Migrate {
         /// The database file.
         path: PathBuf,
         /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The path cannot name an event store file: it is empty, names SQLite's in-memory
     /// database (`:memory:`) or is a SQLite URI (`file:...`).
@@ -75,15 +72,14 @@ pub enum Error {
     },
     /// The file exists but is not a SQLite database (or its header is damaged).
     #[error(
-        "`{}` is not a SQLite database ({source}); pass the path of an es-sqlite event store, of a SQLite database to add the event tables to, or of a file that does not exist yet (es-sqlite never overwrites other files)",
+        "`{}` is not a SQLite database ({cause}); pass the path of an es-sqlite event store, of a SQLite database to add the event tables to, or of a file that does not exist yet (es-sqlite never overwrites other files)",
         .path.display()
     )]
     NotADatabase {
         /// The file.
         path: PathBuf,
         /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The database can only be read: the file, its directory or its file system is
     /// read-only for this process.
@@ -121,18 +117,18 @@ impl Error {
     /// database, or it cannot be written) by the variant that says so.
     pub(crate) fn refine(self) -> Self {
         let code = match &self {
-            Self::Open { source, .. }
-            | Self::Configure { source, .. }
-            | Self::Migrate { source, .. } => source.sqlite_error_code(),
+            Self::Open { cause, .. }
+            | Self::Configure { cause, .. }
+            | Self::Migrate { cause, .. } => cause.sqlite_error_code(),
             _ => None,
         };
         match (code, self) {
             (
                 Some(ErrorCode::NotADatabase),
-                Self::Open { path, source }
-                | Self::Configure { path, source, .. }
-                | Self::Migrate { path, source },
-            ) => Self::NotADatabase { path, source },
+                Self::Open { path, cause }
+                | Self::Configure { path, cause, .. }
+                | Self::Migrate { path, cause },
+            ) => Self::NotADatabase { path, cause },
             // Every `SQLITE_READONLY_*`: the file, its directory (no `-wal` or `-shm` file
             // can be created there) or its file system cannot be written.
             (

@@ -91,9 +91,9 @@ impl ExactlyOnce {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| Error::Open {
+        .map_err(|cause| Error::Open {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         schema::configure(&conn, path)?;
         Ok(Self {

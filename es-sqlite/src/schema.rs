@@ -88,10 +88,10 @@ pub(crate) fn check_path(path: &Path) -> Result<(), Error> {
 
 /// Applies the per-connection settings every connection of a file store needs.
 pub(crate) fn configure(conn: &Connection, path: &Path) -> Result<(), Error> {
-    let configure = |setting, source| Error::Configure {
+    let configure = |setting, cause| Error::Configure {
         path: path.to_owned(),
         setting,
-        source,
+        cause,
     };
     // First, so that every later step waits for other connections' locks.
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -113,10 +113,10 @@ pub(crate) fn check_writable(conn: &Connection, path: &Path) -> Result<(), Error
         Ok(true) => Err(Error::ReadOnly {
             path: path.to_owned(),
         }),
-        Err(source) => Err(Error::Configure {
+        Err(cause) => Err(Error::Configure {
             path: path.to_owned(),
             setting: "read-only check",
-            source,
+            cause,
         }),
     }
 }
@@ -130,10 +130,10 @@ pub(crate) fn check_writable(conn: &Connection, path: &Path) -> Result<(), Error
 /// alone, and a conflicting switch is retried, with short pauses, for up to the busy
 /// timeout.
 pub(crate) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), Error> {
-    let configure = |setting, source| Error::Configure {
+    let configure = |setting, cause| Error::Configure {
         path: path.to_owned(),
         setting,
-        source,
+        cause,
     };
     // Reading the schema loads the file header, which tells the connection whether the
     // file is in WAL mode already (and fails cleanly on a file that is not a database).
@@ -190,9 +190,9 @@ fn is_busy(error: &rusqlite::Error) -> bool {
 
 /// Creates the schema, or migrates it to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
-    let migrate_err = |source| Error::Migrate {
+    let migrate_err = |cause| Error::Migrate {
         path: path.to_owned(),
-        source,
+        cause,
     };
     // Fast path without the write lock: many processes may open the file at once.
     let found = stored_version(conn).map_err(migrate_err)?;

@@ -109,9 +109,9 @@ impl SqliteStore {
     /// clone. For tests and examples; it behaves like a file store but is not durable.
     pub fn open_in_memory() -> Result<Self, Error> {
         let path = Path::new(":memory:");
-        let mut conn = Connection::open_in_memory().map_err(|source| Error::Open {
+        let mut conn = Connection::open_in_memory().map_err(|cause| Error::Open {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         schema::migrate(&mut conn, path)?;
         Ok(Self::from_writer(conn, None))
@@ -184,10 +184,10 @@ fn open_file(path: &Path, create: bool) -> Result<Connection, Error> {
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let conn = Connection::open_with_flags(path, flags).map_err(|source| {
+    let conn = Connection::open_with_flags(path, flags).map_err(|cause| {
         Error::Open {
             path: path.to_owned(),
-            source,
+            cause,
         }
         .refine()
     })?;

@@ -34,7 +34,7 @@ async fn stored_version(
 pub(super) async fn migrate(client: &mut Client, schema: &str) -> Result<(), Error> {
     let migrate_err = |source| Error::Migrate {
         schema: schema.to_owned(),
-        source,
+        cause: source,
     };
     // Fast path, without locks or DDL: the usual case of an up-to-date schema.
     let found = stored_version(&*client, schema)

@@ -157,7 +157,7 @@ impl AsyncPostgresStore {
             .await
             .map_err(|source| Error::Migrate {
                 schema: schema.to_owned(),
-                source,
+                cause: source,
             })?;
         manager.seed(first);
         // A timeout too large to represent waits as long as it takes.
