@@ -143,7 +143,7 @@ pub use event::{Event, EventEnum, IntoEvents};
 pub use id::new_event_id;
 pub use projection::{
     ApplyError, CaughtUp, CheckpointStore, Checkpointer, DEFAULT_BATCH_SIZE, Handled, Lease,
-    Progress, ProjectionError, Projector, Reaction, ReadModel, RunOptions, StopHandle,
+    Progress, ProjectionError, Projector, Reaction, ReadModel, RunOptions, StopHandle, Waited,
     decide_lease,
 };
 #[cfg(feature = "async")]

@@ -26,4 +26,4 @@ pub use projector::{CaughtUp, DEFAULT_BATCH_SIZE, Progress, Projector, RunOption
 pub use projector_async::AsyncProjector;
 pub use reaction::Reaction;
 pub use read_model::{ApplyError, Handled, ReadModel};
-pub use stop::StopHandle;
+pub use stop::{StopHandle, Waited};

@@ -33,9 +33,9 @@ struct State {
     woken: bool,
 }
 
-/// How a wait ended.
+/// How a [`StopHandle::wait`] (or [`wait_async`](StopHandle::wait_async)) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Waited {
+pub enum Waited {
     /// [`StopHandle::stop`] was called.
     Stopped,
     /// [`StopHandle::wake`] was called (since the last wait).
@@ -94,8 +94,9 @@ impl StopHandle {
         }
     }
 
-    /// Blocks up to `timeout`, or until stopped or woken.
-    pub(crate) fn wait(&self, timeout: Duration) -> Waited {
+    /// Blocks up to `timeout`, or until stopped or woken (consuming the wake-up): the pause
+    /// of a loop that follows the log, such as a projector's or a publisher's.
+    pub fn wait(&self, timeout: Duration) -> Waited {
         let guard = self.state();
         let (mut guard, _) = self
             .inner
@@ -105,9 +106,10 @@ impl StopHandle {
         Self::check(&mut guard).unwrap_or(Waited::TimedOut)
     }
 
-    /// Waits up to `timeout`, or until stopped or woken, without blocking the thread.
+    /// Waits up to `timeout`, or until stopped or woken (consuming the wake-up), without
+    /// blocking the thread.
     #[cfg(feature = "async")]
-    pub(crate) async fn wait_async(&self, timeout: Duration) -> Waited {
+    pub async fn wait_async(&self, timeout: Duration) -> Waited {
         let notified = self.inner.notify.notified();
         let mut notified = std::pin::pin!(notified);
         // Registered before the flags are read: a stop or wake in between is not missed.
