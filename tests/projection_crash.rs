@@ -11,11 +11,8 @@
 //! table exactly once, and none after it. At the end a last child runs to the end of the
 //! log and every event is there exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use es_core::{
     Aggregate, CheckpointStore, Event, EventRecord, EventStore, ExpectedVersion, Metadata,
@@ -24,6 +21,8 @@ use es_core::{
 use es_sqlite::rusqlite::{Connection, Transaction, params};
 use es_sqlite::{ExactlyOnce, SqliteReadModel, SqliteStore};
 use serde::{Deserialize, Serialize};
+
+use es_store_tests::crash::{self as kill, Lcg};
 
 /// Kill rounds.
 const ROUNDS: u64 = 40;
@@ -130,46 +129,8 @@ fn projector_child() {
 
 /// Starts a child; returns it once it is projecting.
 fn spawn_child(path: &std::path::Path) -> std::process::Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "projector_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ES_PROJECTION_DB", path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child");
-    let stdout = child.stdout.take().unwrap();
-    let (ready, started) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains(READY) {
-                let _ = ready.send(());
-            }
-        }
-    });
-    started
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the child starts projecting");
-    child
-}
-
-/// A small pseudo-random sequence, seeded from the clock (printed, to replay a failure).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
+    let path = path.to_str().expect("a UTF-8 temporary path");
+    kill::spawn_child("projector_child", &[("ES_PROJECTION_DB", path)], READY)
 }
 
 /// Checks the file: the read model holds exactly the handled events up to its checkpoint,
@@ -229,12 +190,9 @@ fn append_round(store: &SqliteStore, round: u64) {
 #[test]
 fn exactly_once_under_sigkill() {
     let started = Instant::now();
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let seed = Lcg::seed();
     eprintln!("seed {seed}");
-    let mut random = Lcg(seed);
+    let mut random = Lcg::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("projection.db");
     let store = SqliteStore::open(&path).unwrap();

@@ -17,11 +17,8 @@
 //! it the tests are skipped with a message, except under CI (`CI` set), where they fail.
 //! Every test works in a fresh schema, dropped afterwards.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use es_core::{
     Aggregate, AsyncCheckpointer, AsyncProjector, CheckpointStore, Checkpointer, Event,
@@ -34,6 +31,8 @@ use es_postgres::{
     PostgresReadModel, PostgresStore,
 };
 use serde::{Deserialize, Serialize};
+
+use es_store_tests::crash::{self as kill, Lcg};
 
 #[path = "support/postgres.rs"]
 mod support;
@@ -212,51 +211,11 @@ fn async_projector_child(url: &str, name: &str) {
 
 /// Starts a child (an async one if `async_child`); returns it once it is projecting.
 fn spawn_child(url: &str, schema: &str, async_child: bool) -> std::process::Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut env = vec![(CHILD_SCHEMA, schema), ("ES_POSTGRES_URL", url)];
     if async_child {
-        command.env(CHILD_ASYNC, "1");
+        env.push((CHILD_ASYNC, "1"));
     }
-    let mut child = command
-        .args([
-            "projector_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_SCHEMA, schema)
-        .env("ES_POSTGRES_URL", url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child");
-    let stdout = child.stdout.take().unwrap();
-    let (ready, started) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains(READY) {
-                let _ = ready.send(());
-            }
-        }
-    });
-    started
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the child starts projecting");
-    child
-}
-
-/// A small pseudo-random sequence, seeded from the clock (printed, to replay a failure).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
+    kill::spawn_child("projector_child", &env, READY)
 }
 
 /// The positions in the read model's table, in order.
@@ -366,12 +325,9 @@ fn async_exactly_once_under_sigkill() {
 fn sigkill_rounds(url: &str, async_child: bool) {
     let url = url.to_owned();
     let started = Instant::now();
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let seed = Lcg::seed();
     eprintln!("seed {seed}");
-    let mut random = Lcg(seed);
+    let mut random = Lcg::new(seed);
     let (store, mut client, schema) = setup(url.clone());
 
     let mut killed_mid_log = 0;

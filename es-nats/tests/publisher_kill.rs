@@ -15,14 +15,11 @@ mod support {
     pub mod server;
 }
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use es_nats::{Publisher, PublisherOptions, StopHandle, wire};
 use es_sqlite::AsyncSqliteStore;
+use es_store_tests::crash::{self as kill, Lcg};
 use publisher_common::{append, append_backlog, assert_exactly_once, connect, log, messages};
 use support::server::nats_server_or_skip;
 
@@ -76,47 +73,12 @@ fn publisher_child() {
 
 /// Starts a child; returns it once it is about to publish.
 fn spawn_child(path: &std::path::Path, url: &str) -> std::process::Child {
-    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            "publisher_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ES_NATS_KILL_DB", path)
-        .env("ES_NATS_KILL_URL", url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child");
-    let stdout = child.stdout.take().expect("the child's stdout is piped");
-    let (ready, started) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains(READY) {
-                let _ = ready.send(());
-            }
-        }
-    });
-    started
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the child starts publishing");
-    child
-}
-
-/// A small pseudo-random sequence, seeded from the clock (printed, to replay a failure).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
+    let path = path.to_str().expect("a UTF-8 temporary path");
+    kill::spawn_child(
+        "publisher_child",
+        &[("ES_NATS_KILL_DB", path), ("ES_NATS_KILL_URL", url)],
+        READY,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,14 +93,9 @@ async fn exactly_once_under_sigkill() {
     let seed = std::env::var("ES_NATS_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("after 1970")
-                .as_nanos() as u64
-        });
+        .unwrap_or_else(Lcg::seed);
     eprintln!("kill test seed: {seed} (set ES_NATS_KILL_SEED to replay)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::new(seed);
     let mut next = 0u64;
     let mut killed_with_lag = 0;
     // Events each child got into the stream before it was killed.

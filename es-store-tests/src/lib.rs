@@ -36,6 +36,7 @@ mod asynchronous;
 mod bad_data;
 mod checkpoints;
 mod concurrency;
+pub mod crash;
 mod expected_version;
 mod idempotency;
 mod log;
