@@ -31,6 +31,7 @@ impl fmt::Display for MessageContext {
 
 /// A subject, token or message that is not in es-nats's [wire format](crate::wire).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The message has no headers at all.
     #[error(
@@ -110,6 +111,7 @@ pub enum WireError {
 /// [`Publisher::run`](crate::Publisher::run) rides out (a lost connection, a timeout, a
 /// busy store) from those that need someone to act.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The options cannot work.
     #[error("es-nats publisher options: {problem}")]
