@@ -131,7 +131,9 @@ impl ConsumerOptions {
 /// Every [`AsyncCheckpointStore`] is one (at least once: the checkpoints are stored after
 /// the read model applied the events, apart from it; keep both durable, or neither).
 /// Implement it for a read model kept in a database to commit its rows and the checkpoints
-/// in one transaction (exactly once).
+/// in one transaction (exactly once). With feature `sqlite`, `sqlite::ExactlyOncePartitions`
+/// is one for a read model kept in SQLite: it commits an `es_sqlite::ExactlyOnce`'s
+/// read-model tables and checkpoints in one transaction.
 pub trait PartitionCheckpoints<R: ReadModel>: Send {
     /// The checkpoint stored under `key` (0: none, read the partition from its start).
     fn load(

@@ -8,6 +8,8 @@
 mod consumer;
 mod error;
 mod publisher;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod wire;
 
 pub use consumer::{
