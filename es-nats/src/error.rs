@@ -242,6 +242,21 @@ pub enum PublishError {
         /// The last global position known to be in the stream.
         position: u64,
     },
+    /// The stream never held a message, yet the checkpoint says events were published to
+    /// it: it was deleted and created again (by the publisher, or by hand), or the
+    /// publisher points at a new stream with an old checkpoint. Publishing from the
+    /// checkpoint would leave the stream without the events before it for good.
+    #[error(
+        "JetStream stream `{stream}` is empty and has never held a message, but publisher `{name}`'s checkpoint says events up to global position {checkpoint} were published: the stream was deleted and created again, or the checkpoint belongs to another stream; to publish the whole log into it, delete the checkpoint `{name}` (then every event is published again, in order); to keep only later events, point the publisher at the stream that holds the earlier ones"
+    )]
+    StreamReset {
+        /// The stream name.
+        stream: String,
+        /// The publisher name (its checkpoint key).
+        name: String,
+        /// The checkpoint found.
+        checkpoint: u64,
+    },
     /// Another publisher instance holds the lease.
     #[error(
         "publisher `{name}` is run by another instance (`{owner}`), whose lease runs until {until:?}; stop that instance, or wait for its lease to expire"

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
@@ -27,6 +28,11 @@ pub const DEFAULT_PUBLISHER_NAME: &str = "es-nats-publisher";
 const CLIENT_MAX_ACK_INFLIGHT: usize = 5_000;
 /// How long a stopped [`Publisher::run`] lets the batch in progress finish.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long one send may wait for the client's in-flight permit while this publisher
+/// awaits no ack (see `publish_events`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a send waits for a permit before the publisher settles its oldest ack.
+const PERMIT_WAIT: Duration = Duration::from_millis(200);
 /// How often [`Publisher::catch_up`] re-reads the stream's end when it moved.
 const RESYNC_ATTEMPTS: u32 = 3;
 
@@ -61,7 +67,9 @@ pub struct PublisherOptions {
     /// 1000).
     pub batch_size: usize,
     /// Publishes sent before their acks are awaited (default 1000, at most 5000: the
-    /// client's default `max_ack_inflight`; keep it at most what the context was built with).
+    /// client's default `max_ack_inflight`). With a context built with a smaller
+    /// `max_ack_inflight`, the publisher notices that its sends wait for permits and keeps
+    /// the window to what the context allows (after a pause of 200 ms, once).
     pub ack_window: usize,
     /// How long the lease lasts unless renewed (default 30 s); a crashed instance blocks
     /// others for up to this long, unless it restarts with the same `owner`.
@@ -280,6 +288,9 @@ pub struct Publisher<S, C> {
     lease_until: Option<SystemTime>,
     published: u64,
     status: watch::Sender<PublisherStatus>,
+    /// The publishes kept in flight: `ack_window`, or less once the JetStream context
+    /// turned out to allow fewer (see `publish_events`).
+    window: AtomicUsize,
 }
 
 impl<S, C> std::fmt::Debug for Publisher<S, C> {
@@ -303,6 +314,7 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
         options: PublisherOptions,
     ) -> Result<Self, PublishError> {
         options.validate()?;
+        let options_window = options.ack_window;
         let (status, _) = watch::channel(PublisherStatus::default());
         Ok(Self {
             js,
@@ -314,6 +326,7 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
             lease_until: None,
             published: 0,
             status,
+            window: AtomicUsize::new(options_window),
         })
     }
 
@@ -558,7 +571,7 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
         events: Vec<Outgoing>,
     ) -> Result<Acked, PublishError> {
         let stream_name = self.options.stream_name.as_str();
-        let window = self.options.ack_window;
+        let mut window = self.window.load(Ordering::Relaxed);
         let mut acked = Acked {
             position: cursor.position,
             last_sequence: cursor.last_sequence,
@@ -569,6 +582,7 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
         // A sliding window: at most `ack_window` publishes in flight; the oldest ack is
         // awaited before the next event is sent, so the pipeline never drains.
         let mut pending = VecDeque::with_capacity(window);
+        // (`window` may shrink below `ack_window` to what the JetStream context allows.)
         for (offset, event) in events.into_iter().enumerate() {
             if pending.len() >= window {
                 if let Some(oldest) = pending.pop_front() {
@@ -576,13 +590,55 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
                 }
             }
             let size = event.payload.len();
-            let publish = PublishMessage::build()
-                .payload(event.payload)
-                .headers(event.headers)
-                .expected_stream(stream_name)
-                // Each event right after the one before: the stream takes none out of order.
-                .expected_last_sequence(cursor.last_sequence.saturating_add(offset as u64));
-            let ack = match self.js.send_publish(event.subject, publish).await {
+            let expected_last = cursor.last_sequence.saturating_add(offset as u64);
+            let message = || {
+                PublishMessage::build()
+                    .payload(event.payload.clone())
+                    .headers(event.headers.clone())
+                    .expected_stream(stream_name)
+                    // Each event right after the one before: the stream takes none out of
+                    // order.
+                    .expected_last_sequence(expected_last)
+            };
+            // The client waits for one of its in-flight permits before it sends. A context
+            // that allows fewer acks in flight than the window would stall here with every
+            // permit held by `pending`: after a short wait, settle the oldest ack (which
+            // frees its permit) and keep the window to what the context allows. With
+            // nothing pending (other publishers hold the permits), give up after
+            // `SEND_TIMEOUT` with an error that says so. A send given up is not sent (the
+            // client's queue is cancel-safe), so trying again cannot double it.
+            let mut waited = Duration::ZERO;
+            let sent = loop {
+                match tokio::time::timeout(
+                    PERMIT_WAIT,
+                    self.js.send_publish(event.subject.clone(), message()),
+                )
+                .await
+                {
+                    Ok(sent) => break sent,
+                    Err(_) => match pending.pop_front() {
+                        Some(oldest) => {
+                            window = pending.len().max(1);
+                            self.window.store(window, Ordering::Relaxed);
+                            self.settle(oldest, &mut acked).await?;
+                        }
+                        None if waited >= SEND_TIMEOUT => {
+                            return Err(PublishError::Nats {
+                                during: format!(
+                                    "sending event {} (global position {})",
+                                    event.event_id, event.position
+                                ),
+                                cause: format!(
+                                    "the client gave no send permit for {SEND_TIMEOUT:?} although this publisher awaits no ack: other publishers on the same JetStream context hold its `max_ack_inflight` permits; give this publisher a context of its own"
+                                ),
+                                position: acked.position,
+                            });
+                        }
+                        None => waited += PERMIT_WAIT,
+                    },
+                }
+            };
+            let ack = match sent {
                 Ok(ack) => ack,
                 Err(error) => {
                     let error =
@@ -678,7 +734,7 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
             .checkpoints
             .load_checkpoint(&self.options.name)
             .await
-            .map_err(|e| store_error("loaded its checkpoint", 0, e))?;
+            .map_err(|e| store_error("loaded its checkpoint", self.known_position(), e))?;
         let Some(stream) = stream else {
             return Ok(Cursor {
                 position: checkpoint,
@@ -695,6 +751,15 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
             .await
             .map_err(|e| nats("reading the state", e.to_string()))?;
         let last_sequence = info.state.last_sequence;
+        // A stream that never held a message (sequence numbers survive deletes and
+        // purges) cannot be behind a checkpoint unless it was re-created.
+        if last_sequence == 0 && checkpoint > 0 {
+            return Err(PublishError::StreamReset {
+                stream: self.options.stream_name.clone(),
+                name: self.options.name.clone(),
+                checkpoint,
+            });
+        }
         let mut in_stream = 0;
         if info.state.messages > 0 && last_sequence > 0 {
             match stream.get_raw_message(last_sequence).await {
@@ -716,6 +781,12 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
         })
     }
 
+    /// The last position known to be in the stream (0 before the first batch): what the
+    /// messages of errors that happen before the resume position is read name.
+    fn known_position(&self) -> u64 {
+        self.cursor.map_or(0, |cursor| cursor.position)
+    }
+
     /// The stream, if it exists (no creation): for [`position`](Publisher::position).
     async fn find_stream(&self) -> Result<Option<Stream>, PublishError> {
         match self.js.get_stream(&self.options.stream_name).await {
@@ -729,7 +800,7 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
                 _ => Err(PublishError::Nats {
                     during: format!("looking up stream `{}`", self.options.stream_name),
                     cause: error.to_string(),
-                    position: 0,
+                    position: self.known_position(),
                 }),
             },
         }
@@ -837,6 +908,26 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
                 position: event_position,
                 cause: error.to_string(),
             },
+            // The server is short of something for now (a cluster without quorum, a full
+            // disk, a failed write): retried like a lost connection.
+            PublishErrorKind::Other
+                if js_code.is_some_and(|code| {
+                    [
+                        ErrorCode::CLUSTER_NOT_AVAILABLE,
+                        ErrorCode::INSUFFICIENT_RESOURCES,
+                        ErrorCode::STREAM_STORE_FAILED,
+                    ]
+                    .contains(&code)
+                }) =>
+            {
+                PublishError::Nats {
+                    during: format!(
+                        "storing event {event_id} (global position {event_position}) in stream `{stream}`"
+                    ),
+                    cause: error.to_string(),
+                    position,
+                }
+            }
             PublishErrorKind::Other if js_code.is_some() => PublishError::Refused {
                 stream,
                 event_id: event_id.to_string(),

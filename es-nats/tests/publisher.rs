@@ -762,3 +762,85 @@ async fn two_instances_racing_without_a_common_lease_still_publish_each_event_on
     );
     assert_eq!(assert_exactly_once(&js, &fresh, STREAM).await, 1010);
 }
+
+/// A stream deleted (and re-created) behind the publisher's back would miss every event
+/// up to the checkpoint for good: the publisher refuses, names the way out, and once the
+/// checkpoint is deleted it publishes the whole log again, each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_created_stream_behind_the_checkpoint_is_refused_until_the_checkpoint_goes() {
+    let Some(server) = nats_server_or_skip() else {
+        return;
+    };
+    let js = connect(&server.url()).await;
+    let store = InMemoryStore::new();
+    append(&store, 0, 20).await;
+    let mut publisher =
+        Publisher::new(js.clone(), store.clone(), store.clone(), options()).unwrap();
+    assert_eq!(publisher.catch_up().await.unwrap().published, 20);
+
+    js.delete_stream(STREAM).await.expect("delete the stream");
+    append(&store, 20, 5).await;
+    // The first call may still publish to the stream it knew, and find it gone (a
+    // transient error: the stream may be coming back); the next looks again.
+    let mut error = publisher
+        .catch_up()
+        .await
+        .expect_err("the stream lost its events");
+    if error.is_transient() {
+        error = publisher
+            .catch_up()
+            .await
+            .expect_err("the stream lost its events");
+    }
+    assert!(
+        matches!(error, PublishError::StreamReset { checkpoint: 20, .. }),
+        "{error}"
+    );
+    assert!(!error.is_transient(), "run does not go on past it either");
+    let text = error.to_string();
+    assert!(text.contains("delete the checkpoint"), "{text}");
+    let stop = StopHandle::new();
+    let run = tokio::time::timeout(Duration::from_secs(10), publisher.run(&stop))
+        .await
+        .expect("run stops at once");
+    assert!(
+        matches!(run, Err(PublishError::StreamReset { .. })),
+        "{run:?}"
+    );
+
+    store
+        .delete_checkpoint(es_nats::DEFAULT_PUBLISHER_NAME)
+        .await
+        .unwrap();
+    let mut publisher =
+        Publisher::new(js.clone(), store.clone(), store.clone(), options()).unwrap();
+    assert_eq!(publisher.catch_up().await.unwrap().published, 25);
+    assert_eq!(assert_exactly_once(&js, &store, STREAM).await, 25);
+}
+
+/// A JetStream context that allows fewer acks in flight than the publisher's window
+/// used to stall it for good (every permit held by its own pending acks); it now keeps
+/// the window to what the context allows, and publishes everything once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_with_fewer_acks_in_flight_than_the_window_does_not_stall() {
+    let Some(server) = nats_server_or_skip() else {
+        return;
+    };
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(8)
+        .build(client);
+    let store = InMemoryStore::new();
+    append(&store, 0, 300).await;
+    let options = PublisherOptions {
+        ack_window: 100,
+        ..options()
+    };
+    let mut publisher = Publisher::new(js.clone(), store.clone(), store.clone(), options).unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), publisher.catch_up())
+        .await
+        .expect("no stall")
+        .expect("published");
+    assert_eq!(done.published, 300);
+    assert_eq!(assert_exactly_once(&js, &store, STREAM).await, 300);
+}
