@@ -9,14 +9,16 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull};
 use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, ErrorCode, Message};
 use es_core::{
     ApplyError, AsyncCheckpointStore, DecodeError, ReadModel, StopHandle, StoreError, StreamKey,
 };
 use futures_util::{FutureExt, StreamExt};
 
+use crate::error::WireError;
 use crate::wire::{self, WireEvent};
 
 /// How many messages a projector applies (and commits) at a time by default.
@@ -33,6 +35,15 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The longest such pause: consecutive failures double it up to this.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
 
+/// How long each pull request of a [`run`](JetStreamProjector::run)'s message stream waits
+/// for messages before the client sends the next one.
+const PULL_EXPIRY: Duration = Duration::from_secs(30);
+
+/// How often the server sends an idle heartbeat on a pull request that has no messages for
+/// it: two missed heartbeats (10 s) end the message stream, and the partition's session
+/// starts again. Below half of [`PULL_EXPIRY`], as the server requires.
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// Where a [`JetStreamProjector`] reads and which share of the work it takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerOptions {
@@ -43,8 +54,11 @@ pub struct ConsumerOptions {
     /// The publisher's partition count (default [`wire::DEFAULT_PARTITIONS`], 16); it must
     /// be the publisher's.
     pub partitions: u32,
-    /// The group's name, which names its durable consumers `{group}-p{k}` (default: the
-    /// read model's name). Letters, digits, `-` and `_` only.
+    /// The group's name, which names its durable consumers `{group}-p{k}` and is part of
+    /// its checkpoint keys, `{read model}@{stream}/{group}#p{k}/{partitions}` (default: the
+    /// read model's name). Letters, digits, `-` and `_` only. Two groups of one read model
+    /// type (a blue/green rebuild under a new group name, say) each read every event, and
+    /// can share one checkpoint store.
     pub group: Option<String>,
     /// How many instances share the partitions (default 1).
     pub members: u32,
@@ -56,6 +70,10 @@ pub struct ConsumerOptions {
     pub batch_size: usize,
     /// How long JetStream waits for an acknowledgement before it redelivers a message
     /// (default 30 s): keep it well above the time a batch takes to apply and commit.
+    ///
+    /// It and the most unacknowledged messages (4 batches) are set on the group's durable
+    /// consumers when they are created, and updated on existing ones whose settings differ
+    /// when a session starts.
     pub ack_wait: Duration,
 }
 
@@ -127,6 +145,12 @@ impl ConsumerOptions {
 /// How a [`JetStreamProjector`] keeps the checkpoint of each partition of read model `R`:
 /// the global position of the last event of that partition applied, under a key per
 /// partition.
+///
+/// The key is `{read model}@{stream}/{group}#p{k}/{partitions}`: the read model's
+/// [`NAME`](ReadModel::NAME), the JetStream stream, the group (by default the read model's
+/// name, see [`ConsumerOptions::group`]), the partition `k` and the partition count; e.g.
+/// `balances@ES_EVENTS/balances#p3/16`. Projectors of other groups or streams therefore
+/// never share a checkpoint, even in one store.
 ///
 /// Every [`AsyncCheckpointStore`] is one (at least once: the checkpoints are stored after
 /// the read model applied the events, apart from it; keep both durable, or neither).
@@ -286,7 +310,7 @@ pub enum ConsumeError {
     },
     /// A message is not an es event: it stays unacknowledged.
     #[error(
-        "read model `{read_model}`: message {stream_sequence} of JetStream stream `{stream}` (subject `{subject}`, consumer `{consumer}`) is not an es event: {cause}; it was not acknowledged: remove it (`nats stream rmm {stream} {stream_sequence}`) or fix what published it, then run the consumer again"
+        "read model `{read_model}`: message {stream_sequence} of JetStream stream `{stream}` (subject `{subject}`, consumer `{consumer}`) is not an es event: {cause}; it is damaged or was not published by es-nats. It was not acknowledged, and the consumer stops at it until it is gone: remove it (`nats stream rmm {stream} {stream_sequence}`), stop whatever else publishes to the stream's es subjects, then run the consumer again"
     )]
     Corrupt {
         /// The read model.
@@ -342,9 +366,11 @@ pub enum ConsumeError {
         /// Why it does not decode.
         cause: Box<DecodeError>,
     },
-    /// Loading or committing a checkpoint failed; the batch was not acknowledged.
+    /// Loading, committing or resetting checkpoints failed. A batch whose commit failed
+    /// was not acknowledged.
     #[error(
-        "read model `{read_model}`: the checkpoint store failed while {during}: {cause}; nothing of this batch was acknowledged, so JetStream delivers it again: run the consumer again once the store works"
+        "read model `{read_model}`: the checkpoint store failed while {during}: {cause}; {}",
+        checkpoint_consequence(during)
     )]
     Checkpoint {
         /// The read model.
@@ -377,6 +403,24 @@ pub enum ConsumeError {
     },
 }
 
+/// [`ConsumeError::Checkpoint`]'s `during` when a batch's commit failed.
+const DURING_COMMIT: &str = "committing a batch";
+/// The start of its `during` when loading a checkpoint failed (the key follows).
+const DURING_LOAD: &str = "loading checkpoint";
+/// Its `during` when a rebuild's reset failed.
+const DURING_RESET: &str = "resetting the read model and its checkpoints for a rebuild";
+
+/// What a checkpoint store failure while `during` left behind, and what to do.
+fn checkpoint_consequence(during: &str) -> &'static str {
+    if during.starts_with(DURING_LOAD) {
+        "nothing of that partition was read or acknowledged yet: run the consumer again once the store works"
+    } else if during == DURING_RESET {
+        "the rebuild's consumers were deleted, but the read model and its checkpoints may be partly reset: run the rebuild again once the store works"
+    } else {
+        "nothing of this batch was acknowledged, so JetStream delivers it again: run the consumer again once the store works"
+    }
+}
+
 impl ConsumeError {
     /// Whether trying again later may help without anyone acting: a NATS failure (a lost
     /// connection, a timeout) or a checkpoint store failure. Handler, decoding, corrupt
@@ -400,11 +444,51 @@ struct Partition {
     committed: u64,
     /// Whether the checkpoint was loaded.
     loaded: bool,
-    /// The consumer sequence of the last message delivered for the first time in this
-    /// session: the next new one must follow it.
+    /// The consumer sequence of the last delivery in this session (first deliveries and
+    /// redeliveries alike: JetStream numbers both): the next one must follow it.
     last_delivery: Option<u64>,
     /// Set when a message arrived out of order: the session must start again.
     restart: Option<String>,
+}
+
+/// Where a delivered message stands, by [`Partition::check_order`].
+#[derive(Debug, PartialEq, Eq)]
+enum Order {
+    /// A new event, in order: apply it.
+    Next,
+    /// An event already applied (a redelivery), in delivery order: acknowledge and skip it.
+    Duplicate,
+    /// Deliveries are missing since `last`: another reader took them, or they were lost.
+    Gap {
+        /// The delivery before.
+        last: u64,
+    },
+    /// A redelivery of an event never applied: newer events may have been passed over.
+    RedeliveredUnapplied,
+}
+
+impl Partition {
+    /// Checks a message (its consumer sequence `delivery`, its delivery count `delivered`,
+    /// its event's global position) against the session's order, and records its delivery.
+    ///
+    /// JetStream's consumer sequence counts every delivery, redeliveries included: each
+    /// delivery must follow the last one, or some went elsewhere (a gap), and a redelivered
+    /// duplicate moves the sequence on like any other.
+    fn check_order(&mut self, delivery: u64, delivered: i64, global_position: u64) -> Order {
+        if let Some(last) = self.last_delivery {
+            if delivery != last.saturating_add(1) {
+                return Order::Gap { last };
+            }
+        }
+        self.last_delivery = Some(delivery);
+        if global_position <= self.applied {
+            Order::Duplicate
+        } else if delivered != 1 {
+            Order::RedeliveredUnapplied
+        } else {
+            Order::Next
+        }
+    }
 }
 
 /// Feeds a [`ReadModel`] the events a [`Publisher`](crate::Publisher) published to
@@ -439,8 +523,9 @@ struct Partition {
 /// Each partition has a checkpoint, the global position of the last event of that partition
 /// applied, kept by a [`PartitionCheckpoints`] (every
 /// [`AsyncCheckpointStore`](es_core::AsyncCheckpointStore) is one, under the key
-/// `{read model}#p{k}/{partitions}`). A batch of messages is applied, then the read model's
-/// changes and the checkpoints are committed, and only then are the messages acknowledged.
+/// `{read model}@{stream}/{group}#p{k}/{partitions}`, so that other groups of the same read
+/// model type keep their own). A batch of messages is applied, then the read model's changes
+/// and the checkpoints are committed, and only then are the messages acknowledged.
 /// A message delivered again (an acknowledgement lost, a consumer recreated, a crash between
 /// the commit and the acknowledgement) carries a global position at or below its partition's
 /// checkpoint: it is acknowledged and skipped, never applied twice.
@@ -463,7 +548,8 @@ struct Partition {
 /// run applies it first. A message that is not an es event (missing or damaged headers) stops
 /// the projector the same way, naming its subject and stream sequence: it is not acknowledged
 /// (nor silently skipped), so that nothing is lost unnoticed; remove it from the JetStream
-/// stream (`nats stream rmm ES_EVENTS <sequence>`) or fix what published it, and run again.
+/// stream (`nats stream rmm ES_EVENTS <sequence>`), stop whatever else publishes to the es
+/// subjects, and run again.
 ///
 /// ```no_run
 /// # use es_core::{InMemoryStore, ReadModel};
@@ -572,6 +658,15 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
             .collect()
     }
 
+    /// The checkpoint keys of this instance's partitions, in partition order:
+    /// `{read model}@{stream}/{group}#p{k}/{partitions}` (see [`PartitionCheckpoints`]).
+    pub fn checkpoint_keys(&self) -> Vec<String> {
+        self.partitions
+            .iter()
+            .map(|p| p.checkpoint_key.clone())
+            .collect()
+    }
+
     /// The checkpoint of each partition this instance takes, `(partition, position)`,
     /// loading them if needed.
     pub async fn positions(&mut self) -> Result<Vec<(u32, u64)>, ConsumeError> {
@@ -598,13 +693,18 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
         self.end_sessions();
         let mut done = Consumed::default();
         for slot in 0..self.partitions.len() {
+            // Sessions started again in a row without progress.
             let mut restarts = 0;
             self.open(slot).await?;
             loop {
                 let (messages, more) = self.fetch(slot).await?;
                 let empty = messages.is_empty();
                 let batch = messages.into_iter().map(|m| (slot, m)).collect();
+                let before = self.partitions[slot].applied;
                 done.add(self.process(batch).await?);
+                if self.partitions[slot].applied > before {
+                    restarts = 0;
+                }
                 if let Some(problem) = self.partitions[slot].restart.take() {
                     restarts += 1;
                     if restarts > MAX_RESTARTS {
@@ -693,9 +793,14 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
             while let Some((slot, item)) = next.take() {
                 match item {
                     Some(Ok(message)) => batch.push((slot, message)),
-                    // A failed message stream (missed heartbeats, a lost connection) is
-                    // opened again.
-                    Some(Err(_)) | None => broken[slot] = true,
+                    // A failed or ended message stream (missed heartbeats, a lost
+                    // connection, its consumer deleted) is dropped at once: an ended stream
+                    // answers every poll with `None`, so polling it again in this batch
+                    // would spin. It is opened again after the batch, after a pause.
+                    Some(Err(_)) | None => {
+                        broken[slot] = true;
+                        streams[slot] = None;
+                    }
                 }
                 if batch.len() < self.options.batch_size {
                     next = next_message(&mut streams, start).now_or_never();
@@ -708,10 +813,13 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
             for (slot, _) in &batch {
                 received[*slot] = true;
             }
+            let before: Vec<u64> = self.partitions.iter().map(|p| p.applied).collect();
             done.add(self.process(batch).await?);
             for slot in 0..count {
                 let disorder = self.partitions[slot].restart.take();
-                if disorder.is_none() && received[slot] {
+                // Progress (or a batch in order) ends a run of disorders.
+                let advanced = self.partitions[slot].applied > before[slot];
+                if advanced || (disorder.is_none() && received[slot]) {
                     disorders[slot] = 0;
                 }
                 if disorder.is_none() && !broken[slot] {
@@ -757,17 +865,41 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
         Ok(lag)
     }
 
-    /// Resets the read model and the checkpoints of this instance's partitions, deletes
-    /// their consumers, and catches up from the first event. Every member of a group must
+    /// Deletes the consumers of this instance's partitions, resets the read model and
+    /// their checkpoints, and catches up from the first event. Every member of a group must
     /// rebuild (each resets its own partitions); a read model shared by several members
     /// is reset by each.
+    ///
+    /// If a consumer cannot be deleted (NATS is unreachable, say), nothing is reset and
+    /// the [`ConsumeError::Nats`] is returned: a consumer left in place would resume after
+    /// its acknowledgement floor, and the rebuilt read model would miss the events before.
     pub async fn rebuild(&mut self) -> Result<Consumed, ConsumeError> {
         self.check()?;
         let stream = self.stream().await?;
-        for partition in &mut self.partitions {
-            // A consumer that is not there needs no deleting.
-            let _ = stream.delete_consumer(&partition.consumer_name).await;
-            partition.consumer = None;
+        // Every consumer is deleted before anything is reset: a consumer left in place
+        // would resume after its acknowledgement floor, and the events before it would be
+        // missing from the rebuilt read model.
+        for slot in 0..self.partitions.len() {
+            self.partitions[slot].consumer = None;
+            let name = self.partitions[slot].consumer_name.clone();
+            match stream.delete_consumer(&name).await {
+                Ok(_) => {}
+                // A consumer that is not there needs no deleting.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        ConsumerErrorKind::JetStream(ref error)
+                            if error.error_code() == ErrorCode::CONSUMER_NOT_FOUND
+                    ) => {}
+                Err(error) => {
+                    return Err(self.nats_error(
+                        format!(
+                            "deleting durable consumer `{name}` for a rebuild (nothing was reset)"
+                        ),
+                        error.to_string(),
+                    ));
+                }
+            }
         }
         let keys: Vec<String> = self
             .partitions
@@ -780,7 +912,7 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
             .await
             .map_err(|cause| ConsumeError::Checkpoint {
                 read_model: R::NAME,
-                during: "resetting the checkpoints for a rebuild".to_owned(),
+                during: DURING_RESET.to_owned(),
                 cause: Box::new(cause),
             })?;
         for partition in &mut self.partitions {
@@ -869,7 +1001,7 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
             .await
             .map_err(|cause| ConsumeError::Checkpoint {
                 read_model: R::NAME,
-                during: format!("loading checkpoint `{key}`"),
+                during: format!("{DURING_LOAD} `{key}`"),
                 cause: Box::new(cause),
             })?;
         let partition = &mut self.partitions[slot];
@@ -899,13 +1031,15 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
         }
     }
 
-    /// Gets (or creates) the partition's durable consumer and checks its filter.
+    /// Gets (or creates) the partition's durable consumer and checks its filter; updates an
+    /// existing consumer whose acknowledgement wait, acknowledgement limit or description
+    /// differ from the options (created with other options, or by an older version).
     async fn ensure_consumer(&mut self, slot: usize) -> Result<PullConsumer, ConsumeError> {
         let stream = self.stream().await?;
         let name = self.partitions[slot].consumer_name.clone();
-        let config = self.consumer_config(slot, DeliverPolicy::All);
-        let consumer = stream
-            .get_or_create_consumer(&name, config)
+        let wanted = self.consumer_config(slot, DeliverPolicy::All);
+        let mut consumer = stream
+            .get_or_create_consumer(&name, wanted.clone())
             .await
             .map_err(|e| {
                 self.nats_error(format!("creating durable consumer `{name}`"), e.to_string())
@@ -920,6 +1054,24 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
                 found: found.clone(),
                 expected: expected.clone(),
             });
+        }
+        let existing = &consumer.cached_info().config;
+        if existing.ack_wait != wanted.ack_wait
+            || existing.max_ack_pending != wanted.max_ack_pending
+            || existing.description != wanted.description
+        {
+            // The existing configuration with the settings the options decide: the rest
+            // (its deliver policy, say) cannot be changed on a durable consumer.
+            let during = || format!("updating durable consumer `{name}` to the options");
+            let mut config = pull::Config::try_from_consumer_config(existing.clone())
+                .map_err(|e| self.nats_error(during(), e.to_string()))?;
+            config.ack_wait = wanted.ack_wait;
+            config.max_ack_pending = wanted.max_ack_pending;
+            config.description = wanted.description;
+            consumer = stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| self.nats_error(during(), e.to_string()))?;
         }
         Ok(consumer)
     }
@@ -998,9 +1150,14 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
                 "the consumer was not opened".to_owned(),
             ));
         };
+        // Idle heartbeats, so that a dead connection or consumer is noticed (after two
+        // missed heartbeats) rather than waited on; the server requires the heartbeat below
+        // half of the pull requests' expiry.
         consumer
             .stream()
             .max_messages_per_batch(self.options.batch_size)
+            .expires(PULL_EXPIRY)
+            .heartbeat(IDLE_HEARTBEAT)
             .messages()
             .await
             .map_err(|e| {
@@ -1059,7 +1216,7 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
                 }
                 return Err(ConsumeError::Checkpoint {
                     read_model: R::NAME,
-                    during: "committing a batch".to_owned(),
+                    during: DURING_COMMIT.to_owned(),
                     cause: Box::new(cause),
                 });
             }
@@ -1095,34 +1252,30 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
 
     /// Applies one message to the read model if it is new and in order.
     fn apply(&mut self, slot: usize, message: &Message) -> Result<Step, ConsumeError> {
-        let info = message
-            .info()
-            .map_err(|e| self.corrupt(slot, message, 0, e.to_string()))?;
+        let info = message.info().map_err(|e| {
+            let cause = format!("its JetStream reply subject does not parse ({e})");
+            self.corrupt(slot, message, 0, cause)
+        })?;
         let (delivered, stream_sequence, delivery) =
             (info.delivered, info.stream_sequence, info.consumer_sequence);
         let event = WireEvent::from_nats_message(message)
-            .map_err(|e| self.corrupt(slot, message, stream_sequence, e.to_string()))?;
+            .map_err(|e| self.corrupt(slot, message, stream_sequence, wire_problem(e)))?;
         let partition = &mut self.partitions[slot];
-        if event.global_position <= partition.applied {
-            if delivered == 1 {
-                partition.last_delivery = Some(delivery);
-            }
-            return Ok(Step::Duplicate);
-        }
-        if delivered != 1 {
-            return Ok(Step::OutOfOrder(format!(
-                "stream message {stream_sequence} (global position {}) was delivered again before it was applied",
-                event.global_position
-            )));
-        }
-        if let Some(last) = partition.last_delivery {
-            if delivery != last + 1 {
+        match partition.check_order(delivery, delivered, event.global_position) {
+            Order::Next => {}
+            Order::Duplicate => return Ok(Step::Duplicate),
+            Order::Gap { last } => {
                 return Ok(Step::OutOfOrder(format!(
                     "delivery {delivery} followed delivery {last}"
                 )));
             }
+            Order::RedeliveredUnapplied => {
+                return Ok(Step::OutOfOrder(format!(
+                    "stream message {stream_sequence} (global position {}) was delivered again before it was applied",
+                    event.global_position
+                )));
+            }
         }
-        partition.last_delivery = Some(delivery);
         let record = event.record();
         let handled = R::HANDLES.iter().any(|h| h.matches(&record));
         if handled {
@@ -1150,6 +1303,34 @@ impl<R: ReadModel + Send, C: PartitionCheckpoints<R>> JetStreamProjector<R, C> {
             stream_sequence,
             cause,
         }
+    }
+}
+
+/// What is wrong with a message that does not decode, for [`ConsumeError::Corrupt`]: the
+/// decoder's finding without its context (the error names the subject already) and without
+/// its advice (the consumer's comes after it).
+fn wire_problem(error: WireError) -> String {
+    let (problem, at) = match error {
+        WireError::NoHeaders { at } => ("it has no headers".to_owned(), at),
+        WireError::MissingHeader { header, at } => (format!("it has no `{header}` header"), at),
+        WireError::BadHeader {
+            header,
+            value,
+            problem,
+            at,
+        } => (
+            format!("its header `{header}` is `{value}`, which is {problem}"),
+            at,
+        ),
+        WireError::PayloadNotUtf8 { at, problem } => (
+            format!("its payload is not UTF-8 JSON text ({problem})"),
+            at,
+        ),
+        other => return other.to_string(),
+    };
+    match at.event_id {
+        Some(id) => format!("{problem} (event {id})"),
+        None => problem,
     }
 }
 
@@ -1269,6 +1450,22 @@ fn validate<R: ReadModel>(options: &ConsumerOptions, group: &str) -> Result<(), 
     Ok(())
 }
 
+/// The key of a partition's checkpoint: `{read model}@{stream}/{group}#p{k}/{partitions}`.
+///
+/// It names everything the position belongs to: the group's durable consumer
+/// (`{group}-p{k}` of `stream`) and the partitioning, so that projectors of one read model
+/// type in other groups (a blue/green rebuild under another group) or on other streams can
+/// share one checkpoint store without overwriting each other's checkpoints.
+fn checkpoint_key(
+    read_model: &str,
+    stream: &str,
+    group: &str,
+    partition: u32,
+    partitions: u32,
+) -> String {
+    format!("{read_model}@{stream}/{group}#p{partition}/{partitions}")
+}
+
 fn partitions_of<R: ReadModel>(options: &ConsumerOptions, group: &str) -> Vec<Partition> {
     let mut aggregates: Vec<&str> = R::HANDLES.iter().map(|h| h.aggregate_type).collect();
     aggregates.sort_unstable();
@@ -1278,7 +1475,13 @@ fn partitions_of<R: ReadModel>(options: &ConsumerOptions, group: &str) -> Vec<Pa
         .map(|index| Partition {
             index,
             consumer_name: format!("{group}-p{index}"),
-            checkpoint_key: format!("{}#p{index}/{}", R::NAME, options.partitions),
+            checkpoint_key: checkpoint_key(
+                R::NAME,
+                &options.stream,
+                group,
+                index,
+                options.partitions,
+            ),
             filter: match aggregates.as_slice() {
                 [aggregate] => format!(
                     "{}.{index}.{}.>",
@@ -1295,4 +1498,107 @@ fn partitions_of<R: ReadModel>(options: &ConsumerOptions, group: &str) -> Vec<Pa
             restart: None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(applied: u64, last_delivery: Option<u64>) -> Partition {
+        Partition {
+            index: 0,
+            consumer_name: "g-p0".to_owned(),
+            checkpoint_key: checkpoint_key("rm", "S", "g", 0, 1),
+            filter: "es.0.>".to_owned(),
+            consumer: None,
+            applied,
+            committed: applied,
+            loaded: true,
+            last_delivery,
+            restart: None,
+        }
+    }
+
+    #[test]
+    fn a_redelivered_duplicate_moves_the_delivery_sequence_on() {
+        // Deliveries 1..=10 seen, events up to position 5 applied.
+        let mut p = partition(5, Some(10));
+        // Delivery 11 redelivers (2nd delivery) an applied event: skipped, and counted.
+        assert_eq!(p.check_order(11, 2, 5), Order::Duplicate);
+        // So delivery 12, a new event, follows it: no gap.
+        assert_eq!(p.check_order(12, 1, 6), Order::Next);
+        assert_eq!(p.last_delivery, Some(12));
+        // A first delivery of an applied event (a recreated consumer) likewise.
+        assert_eq!(p.check_order(13, 1, 4), Order::Duplicate);
+        assert_eq!(p.check_order(14, 1, 7), Order::Next);
+    }
+
+    #[test]
+    fn gaps_and_redeliveries_of_unapplied_events_are_out_of_order() {
+        let mut p = partition(5, Some(10));
+        assert_eq!(p.check_order(12, 1, 6), Order::Gap { last: 10 });
+        // A duplicate after a gap is a gap too: what was missed may be newer.
+        assert_eq!(p.check_order(12, 2, 3), Order::Gap { last: 10 });
+        assert_eq!(p.check_order(11, 2, 6), Order::RedeliveredUnapplied);
+        // A fresh session (no delivery seen yet) takes any first sequence.
+        let mut fresh = partition(5, None);
+        assert_eq!(fresh.check_order(40, 1, 6), Order::Next);
+    }
+
+    #[test]
+    fn checkpoint_keys_name_the_read_model_stream_group_and_partitioning() {
+        assert_eq!(
+            checkpoint_key("balances", "ES_EVENTS", "balances", 3, 16),
+            "balances@ES_EVENTS/balances#p3/16"
+        );
+        assert_ne!(
+            checkpoint_key("balances", "ES_EVENTS", "balances", 3, 16),
+            checkpoint_key("balances", "ES_EVENTS", "v2", 3, 16)
+        );
+    }
+
+    #[test]
+    fn checkpoint_errors_say_what_the_failure_left_behind() {
+        let error = |during: String| ConsumeError::Checkpoint {
+            read_model: "rm",
+            during,
+            cause: Box::new(StoreError::backend("down")),
+        };
+        let commit = error(DURING_COMMIT.to_owned()).to_string();
+        assert!(
+            commit.contains("nothing of this batch was acknowledged"),
+            "{commit}"
+        );
+        let load = error(format!("{DURING_LOAD} `k`")).to_string();
+        assert!(load.contains("loading checkpoint `k`: "), "{load}");
+        assert!(!load.contains("batch"), "{load}");
+        let reset = error(DURING_RESET.to_owned()).to_string();
+        assert!(reset.contains("run the rebuild again"), "{reset}");
+        assert!(!reset.contains("batch"), "{reset}");
+    }
+
+    #[test]
+    fn corrupt_messages_name_the_problem_once() {
+        let at = crate::error::MessageContext {
+            subject: Some("es.1.A.E".to_owned()),
+            event_id: Some("id-1".to_owned()),
+        };
+        let problem = wire_problem(WireError::BadHeader {
+            header: wire::GLOBAL_POSITION,
+            value: "x".to_owned(),
+            problem: "not an unsigned integer".to_owned(),
+            at: at.clone(),
+        });
+        assert_eq!(
+            problem,
+            "its header `Es-Global-Position` is `x`, which is not an unsigned integer (event id-1)"
+        );
+        let problem = wire_problem(WireError::NoHeaders {
+            at: crate::error::MessageContext {
+                event_id: None,
+                ..at
+            },
+        });
+        assert_eq!(problem, "it has no headers");
+    }
 }

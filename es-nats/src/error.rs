@@ -53,7 +53,7 @@ pub enum WireError {
     },
     /// A header's value does not parse.
     #[error(
-        "{at}: header `{header}` is `{value}`, which is {problem}; the message is damaged or was not published by es-nats (remove it from the JetStream stream, or skip it)"
+        "{at}: header `{header}` is `{value}`, which is {problem}; the message is damaged or was not published by es-nats (remove it from the JetStream stream, and stop whatever else publishes on these subjects)"
     )]
     BadHeader {
         /// The header.
@@ -67,7 +67,7 @@ pub enum WireError {
     },
     /// The payload is not UTF-8 text.
     #[error(
-        "{at}: the payload is not UTF-8 JSON text ({problem}); the message is damaged or was not published by es-nats (remove it from the JetStream stream, or skip it)"
+        "{at}: the payload is not UTF-8 JSON text ({problem}); the message is damaged or was not published by es-nats (remove it from the JetStream stream, and stop whatever else publishes on these subjects)"
     )]
     PayloadNotUtf8 {
         /// The message.

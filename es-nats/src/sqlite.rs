@@ -35,7 +35,7 @@ use crate::PartitionCheckpoints;
 /// and their checkpoints skip them; a commit that fails rolls back, the read model is reset
 /// and the same events are applied again. So every event reaches the tables exactly once.
 ///
-/// The checkpoints are named `{read model}#p{k}/{partitions}` in the file's
+/// The checkpoints are named `{read model}@{stream}/{group}#p{k}/{partitions}` in the file's
 /// `es_checkpoints` table. No lease guards them (JetStream hands a partition's messages to
 /// one consumer session at a time); a commit is still refused, writing nothing, when
 /// another instance moved one of its checkpoints since this one loaded it (see

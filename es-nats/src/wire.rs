@@ -482,6 +482,17 @@ impl WireEvent {
     }
 }
 
+/// What is wrong with a header value that does not unescape, for [`WireError::BadHeader`]
+/// (which names the value itself): the problem, without the value again.
+fn escape_problem(error: WireError) -> String {
+    match error {
+        WireError::BadEscape { problem, .. } => {
+            format!("not escaped text of the es wire format ({problem})")
+        }
+        other => other.to_string(),
+    }
+}
+
 fn decode(
     subject: Option<&str>,
     headers: Option<&HeaderMap>,
@@ -520,11 +531,13 @@ fn decode(
     };
     let text = |name: &'static str, at: &MessageContext| -> Result<String, WireError> {
         let text = required(name, at)?;
-        unescape_header_value(text).map_err(|e| bad(name, text, e.to_string(), at))
+        unescape_header_value(text).map_err(|e| bad(name, text, escape_problem(e), at))
     };
     let optional = |name: &'static str, at: &MessageContext| -> Result<Option<String>, WireError> {
         raw(name)
-            .map(|text| unescape_header_value(text).map_err(|e| bad(name, text, e.to_string(), at)))
+            .map(|text| {
+                unescape_header_value(text).map_err(|e| bad(name, text, escape_problem(e), at))
+            })
             .transpose()
     };
 
@@ -841,6 +854,14 @@ mod tests {
             .expect_err("bad escape")
             .to_string();
         assert!(text.contains(AGGREGATE_TYPE), "{text}");
+        // The value once, and the escape problem without it.
+        assert_eq!(text.matches("%ZZ").count(), 1, "{text}");
+        assert!(
+            text.contains(
+                "is `%ZZ`, which is not escaped text of the es wire format (a `%` is not followed by two hex digits)"
+            ),
+            "{text}"
+        );
 
         let text = WireEvent::from_message(&good, &[0xff, 0xfe])
             .expect_err("utf8")

@@ -292,7 +292,7 @@ async fn every_handled_event_arrives_once_in_order() {
     for (partition, position) in projector.positions().await.expect("positions") {
         let last = log_last_in(&projector.read_model().entries, partition);
         assert_eq!(position, last, "partition {partition}");
-        let key = format!("account-log#p{partition}/16");
+        let key = format!("account-log@ES_EVENTS/account-log#p{partition}/16");
         assert_eq!(checkpoints.load_checkpoint(&key).await.expect("load"), last);
     }
 
@@ -425,6 +425,12 @@ async fn redelivered_messages_are_not_applied_twice() {
         .await
         .expect_err("the commit 'crashes'");
     assert!(matches!(error, ConsumeError::Checkpoint { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("nothing of this batch was acknowledged"),
+        "{error}"
+    );
     // Restarted with the state as committed (the events of the committed batch are in).
     let log = projector.into_read_model();
     let applied_before = log.entries.len();
@@ -557,7 +563,7 @@ async fn a_handler_error_stops_at_the_event_and_resuming_continues_there() {
     assert_eq!(projector.read_model().balances["acc-1"], 12);
     assert_eq!(
         checkpoints
-            .load_checkpoint("account-log#p0/1")
+            .load_checkpoint("account-log@ES_EVENTS/account-log#p0/1")
             .await
             .expect("load"),
         2
@@ -603,6 +609,12 @@ async fn a_message_that_is_not_an_event_stops_the_consumer_and_names_it() {
         "{text}"
     );
     assert!(text.contains("no headers"), "{text}");
+    assert_eq!(
+        text.matches(&subject).count(),
+        1,
+        "the subject once: {text}"
+    );
+    assert!(!text.contains("skip it"), "{text}");
     // Not acknowledged: the next run stops at it again.
     let again = projector
         .catch_up()
@@ -1108,13 +1120,23 @@ async fn messages_taken_by_an_intruder_on_the_same_consumer_are_still_applied_in
                 .get_consumer::<jetstream::consumer::pull::Config>(&name)
                 .await
             {
-                if let Ok(batch) = intruder.fetch().max_messages(1).messages().await {
-                    use futures_util::StreamExt;
-                    taken += batch
-                        .filter(|m| std::future::ready(m.is_ok()))
-                        .count()
-                        .await;
-                }
+                // Bounded: a fetch whose consumer the run re-creates meanwhile gets no
+                // answer, and would wait for ever.
+                let fetch = async {
+                    match intruder.fetch().max_messages(1).messages().await {
+                        Ok(batch) => {
+                            use futures_util::StreamExt;
+                            batch
+                                .filter(|m| std::future::ready(m.is_ok()))
+                                .count()
+                                .await
+                        }
+                        Err(_) => 0,
+                    }
+                };
+                taken += tokio::time::timeout(Duration::from_secs(2), fetch)
+                    .await
+                    .unwrap_or(0);
             }
         }
     }
@@ -1132,10 +1154,14 @@ async fn messages_taken_by_an_intruder_on_the_same_consumer_are_still_applied_in
         }
     }
     stop.stop();
-    let (projector, done) = consumer.await.expect("consumer task");
-    done.expect("run");
-    publishing
+    let (projector, done) = tokio::time::timeout(Duration::from_secs(20), consumer)
         .await
+        .expect("the consumer's run stops when asked")
+        .expect("consumer task");
+    done.expect("run");
+    tokio::time::timeout(Duration::from_secs(20), publishing)
+        .await
+        .expect("the publisher's run stops when asked")
         .expect("publisher task")
         .expect("publisher run");
     println!("the intruder took {taken} messages");
@@ -1144,4 +1170,586 @@ async fn messages_taken_by_an_intruder_on_the_same_consumer_are_still_applied_in
     for id in &ids {
         assert_eq!(log.balances[id], (1..=12).sum::<i64>(), "{id}");
     }
+}
+
+// ---- review fixes: deleted consumers, rebuild failures, groups, redeliveries, options ----
+
+/// Every account event it is fed, in order, kept where the test can see it while the
+/// projector runs elsewhere.
+#[derive(Debug, Default)]
+struct SharedLog {
+    entries: Arc<Mutex<Vec<Entry>>>,
+}
+
+#[read_model(name = "shared-log", from = Account)]
+impl SharedLog {
+    fn opened(&mut self, _: &Opened, r: &EventRecord<'_>) {
+        self.note(r);
+    }
+    fn deposited(&mut self, _: &Deposited, r: &EventRecord<'_>) {
+        self.note(r);
+    }
+    fn withdrawn(&mut self, _: &Withdrawn, r: &EventRecord<'_>) {
+        self.note(r);
+    }
+}
+
+impl SharedLog {
+    fn note(&mut self, r: &EventRecord<'_>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.push((r.stream.id.to_owned(), r.stream_version, r.global_position));
+    }
+}
+
+type RunResult<R, C> = (
+    JetStreamProjector<R, C>,
+    Result<es_nats::Consumed, ConsumeError>,
+);
+
+/// Runs `projector.run(&stop)` on a runtime of its own thread: a run that spins without
+/// ever yielding then fails the test by a timeout instead of hanging the test's runtime.
+fn run_on_own_thread<R, C>(
+    mut projector: JetStreamProjector<R, C>,
+    stop: StopHandle,
+) -> tokio::sync::oneshot::Receiver<RunResult<R, C>>
+where
+    R: es_core::ReadModel + Send + 'static,
+    C: PartitionCheckpoints<R> + 'static,
+{
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let done = runtime.block_on(async { Box::pin(projector.run(&stop)).await });
+        let _ = sender.send((projector, done));
+    });
+    receiver
+}
+
+/// Waits until `entries` holds `count` entries (or 20 s passed); returns how many it holds.
+async fn wait_for(entries: &Arc<Mutex<Vec<Entry>>>, count: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let len = entries.lock().map_or(0, |e| e.len());
+        if len >= count || Instant::now() > deadline {
+            return len;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_recreates_a_consumer_deleted_under_it_and_still_stops_promptly() {
+    let Some(world) = world().await else { return };
+    world.history(3, 2, "acc");
+    world.publish().await;
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let projector = world.projector(
+        SharedLog {
+            entries: entries.clone(),
+        },
+        InMemoryStore::new(),
+        ConsumerOptions::new(),
+    );
+    let stop = StopHandle::new();
+    let finished = run_on_own_thread(projector, stop.clone());
+    assert_eq!(wait_for(&entries, 3 * 4).await, 3 * 4, "the first events");
+
+    // The consumer of acc-0's partition is deleted under the run: its message stream ends.
+    let stream = world
+        .jetstream
+        .get_stream("ES_EVENTS")
+        .await
+        .expect("stream");
+    let name = format!("shared-log-p{}", partition_of("Account", "acc-0", 16));
+    stream
+        .delete_consumer(&name)
+        .await
+        .expect("delete consumer");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // New events, on that partition among others, are still applied: the run recreated it.
+    let repo = Repository::<Account, _>::new(world.store.clone());
+    for amount in 1..=3 {
+        for id in ["acc-0", "acc-1", "acc-2"] {
+            repo.execute_infallible(id, |_: &Account| Deposited { amount })
+                .expect("deposit");
+        }
+    }
+    world.publish().await;
+    let applied = wait_for(&entries, 3 * 4 + 9).await;
+    assert_eq!(
+        applied,
+        3 * 4 + 9,
+        "the run applies events after the delete"
+    );
+    stream
+        .consumer_info(&name)
+        .await
+        .expect("the run recreated the deleted consumer");
+
+    // And it stops promptly.
+    stop.stop();
+    let (_, done) = tokio::time::timeout(Duration::from_secs(5), finished)
+        .await
+        .expect("run stops within 5 s of `stop`")
+        .expect("run thread");
+    let done = done.expect("run");
+    assert_eq!(done.applied, 3 * 4 + 9);
+    let entries = entries.lock().map(|e| e.clone()).unwrap_or_default();
+    assert_eq!(assert_ordered_once(&entries, 16), 3 * 4 + 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_cannot_delete_its_consumers_resets_nothing() {
+    let Some(mut world) = world().await else {
+        return;
+    };
+    world.history(4, 2, "acc");
+    world.publish().await;
+    // Requests time out after 1 s while the server is down.
+    let client = async_nats::connect(world.server.url())
+        .await
+        .expect("connect");
+    let jetstream = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .build(client);
+    let checkpoints = InMemoryStore::new();
+    let mut projector = JetStreamProjector::new(
+        jetstream,
+        AccountLog::default(),
+        checkpoints.clone(),
+        ConsumerOptions::new(),
+    );
+    assert_eq!(projector.catch_up().await.expect("catch up").applied, 4 * 4);
+    let keys = projector.checkpoint_keys();
+    let mut before = Vec::new();
+    for key in &keys {
+        before.push(checkpoints.load_checkpoint(key).await.expect("load"));
+    }
+    assert!(before.iter().any(|&p| p > 0));
+
+    world.server.stop();
+    let error = projector.rebuild().await.expect_err("NATS is down");
+    let text = error.to_string();
+    // Neither the checkpoints nor the read model were reset: the consumers still hold
+    // their acknowledgement floors, which a reset would have contradicted.
+    let mut after = Vec::new();
+    for key in &keys {
+        after.push(checkpoints.load_checkpoint(key).await.expect("load"));
+    }
+    assert_eq!(
+        after, before,
+        "checkpoints after the failed rebuild: {text}"
+    );
+    assert_eq!(projector.read_model().entries.len(), 4 * 4);
+    assert!(matches!(error, ConsumeError::Nats { .. }), "{text}");
+    assert!(text.contains("deleting durable consumer"), "{text}");
+    assert!(text.contains("nothing was reset"), "{text}");
+
+    // Once the server is back, the rebuild reads everything again.
+    world.server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        match projector.rebuild().await {
+            Ok(done) => break done,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("rebuild after the restart: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("rebuild after the restart: {error}"),
+        }
+    };
+    assert_eq!(done.applied, 4 * 4);
+    assert_eq!(assert_ordered_once(&projector.read_model().entries, 16), 16);
+
+    // A consumer that is already gone does not stop a rebuild.
+    let client = async_nats::connect(world.server.url())
+        .await
+        .expect("connect again");
+    let stream = jetstream::new(client)
+        .get_stream("ES_EVENTS")
+        .await
+        .expect("stream");
+    stream
+        .delete_consumer(&projector.consumer_names()[0])
+        .await
+        .expect("delete consumer");
+    let done = projector
+        .rebuild()
+        .await
+        .expect("rebuild without a consumer");
+    assert_eq!(done.applied, 4 * 4);
+    assert_eq!(assert_ordered_once(&projector.read_model().entries, 16), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_of_one_read_model_sharing_a_checkpoint_store_each_see_every_event() {
+    let Some(world) = world().await else { return };
+    let ids = world.history(6, 3, "acc");
+    world.publish().await;
+    let shared = InMemoryStore::new();
+    let mut blue = world.projector(
+        AccountLog::default(),
+        shared.clone(),
+        ConsumerOptions::new(),
+    );
+    let mut green = world.projector(
+        AccountLog::default(),
+        shared.clone(),
+        ConsumerOptions::new().group("v2"),
+    );
+    assert_eq!(blue.catch_up().await.expect("blue").applied, 6 * 5);
+    assert_eq!(green.catch_up().await.expect("green").applied, 6 * 5);
+    let more = world.history(3, 2, "more");
+    world.publish().await;
+    assert_eq!(green.catch_up().await.expect("green again").applied, 3 * 4);
+    assert_eq!(blue.catch_up().await.expect("blue again").applied, 3 * 4);
+
+    let mut expected = expected_balances(&ids, 3);
+    expected.extend(expected_balances(&more, 2));
+    for projector in [&blue, &green] {
+        let log = projector.read_model();
+        assert_eq!(assert_ordered_once(&log.entries, 16), 6 * 5 + 3 * 4);
+        assert_eq!(log.balances, expected);
+    }
+    // Each group's checkpoints are its own, in the one store.
+    assert_eq!(
+        blue.checkpoint_keys()[3],
+        "account-log@ES_EVENTS/account-log#p3/16"
+    );
+    assert_eq!(green.checkpoint_keys()[3], "account-log@ES_EVENTS/v2#p3/16");
+    for (projector, other) in [(&mut blue, "v2"), (&mut green, "account-log")] {
+        for ((partition, position), key) in projector
+            .positions()
+            .await
+            .expect("positions")
+            .into_iter()
+            .zip(projector.checkpoint_keys())
+        {
+            assert_eq!(shared.load_checkpoint(&key).await.expect("load"), position);
+            let other_key = format!("account-log@ES_EVENTS/{other}#p{partition}/16");
+            assert_eq!(
+                shared.load_checkpoint(&other_key).await.expect("load"),
+                position
+            );
+        }
+    }
+}
+
+/// Commits into `inner`; after each of the first `intrusions` commits an intruder takes
+/// (and never acknowledges) the next message of the consumer, so the next fetch of the
+/// catch-up sees a gap and starts the partition's session again.
+struct IntrudedCommits {
+    inner: InMemoryStore,
+    stream: jetstream::stream::Stream,
+    consumer: String,
+    intrusions: u32,
+}
+
+impl PartitionCheckpoints<AccountLog> for IntrudedCommits {
+    async fn load(&mut self, read_model: &mut AccountLog, key: &str) -> Result<u64, StoreError> {
+        PartitionCheckpoints::load(&mut self.inner, read_model, key).await
+    }
+
+    async fn commit(
+        &mut self,
+        read_model: &mut AccountLog,
+        positions: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        PartitionCheckpoints::commit(&mut self.inner, read_model, positions).await?;
+        if self.intrusions > 0 {
+            self.intrusions -= 1;
+            let intruder: jetstream::consumer::PullConsumer = self
+                .stream
+                .get_consumer(&self.consumer)
+                .await
+                .map_err(|e| StoreError::backend(e.to_string()))?;
+            let batch = intruder
+                .fetch()
+                .max_messages(1)
+                .messages()
+                .await
+                .map_err(|e| StoreError::backend(e.to_string()))?;
+            use futures_util::StreamExt;
+            let taken: Vec<_> = batch.collect().await;
+            drop(taken); // never acknowledged
+        }
+        Ok(())
+    }
+
+    async fn reset(
+        &mut self,
+        read_model: &mut AccountLog,
+        keys: &[&str],
+    ) -> Result<(), StoreError> {
+        PartitionCheckpoints::reset(&mut self.inner, read_model, keys).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_that_each_make_progress_do_not_end_a_long_catch_up() {
+    let Some(world) = world().await else { return };
+    let mut publisher = world.publisher(PublisherOptions {
+        partitions: 1,
+        ..PublisherOptions::default()
+    });
+    world.history(1, 40, "acc");
+    publisher.catch_up().await.expect("publish");
+    let stream = world
+        .jetstream
+        .get_stream("ES_EVENTS")
+        .await
+        .expect("stream");
+    // 15 gaps, more than the 10 restarts in a row allowed, each followed by progress.
+    let checkpoints = IntrudedCommits {
+        inner: InMemoryStore::new(),
+        stream,
+        consumer: "account-log-p0".to_owned(),
+        intrusions: 15,
+    };
+    let mut projector = JetStreamProjector::new(
+        world.jetstream.clone(),
+        AccountLog::default(),
+        checkpoints,
+        ConsumerOptions::new().partitions(1).batch_size(2),
+    );
+    let done = projector
+        .catch_up()
+        .await
+        .expect("a catch-up that keeps making progress goes on");
+    assert_eq!(done.applied, 42);
+    assert_eq!(assert_ordered_once(&projector.read_model().entries, 1), 42);
+    assert_eq!(
+        projector.checkpoints().intrusions,
+        0,
+        "every intrusion happened"
+    );
+}
+
+/// Commits into `inner`; the first commit takes `first_delay`, past the consumer's ack
+/// wait, so JetStream redelivers that batch while it is being committed.
+struct SlowFirstCommit {
+    inner: InMemoryStore,
+    first_delay: Option<Duration>,
+}
+
+impl PartitionCheckpoints<SharedLog> for SlowFirstCommit {
+    async fn load(&mut self, read_model: &mut SharedLog, key: &str) -> Result<u64, StoreError> {
+        PartitionCheckpoints::load(&mut self.inner, read_model, key).await
+    }
+
+    async fn commit(
+        &mut self,
+        read_model: &mut SharedLog,
+        positions: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        if let Some(delay) = self.first_delay.take() {
+            tokio::time::sleep(delay).await;
+        }
+        PartitionCheckpoints::commit(&mut self.inner, read_model, positions).await
+    }
+
+    async fn reset(&mut self, read_model: &mut SharedLog, keys: &[&str]) -> Result<(), StoreError> {
+        PartitionCheckpoints::reset(&mut self.inner, read_model, keys).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_duplicate_does_not_make_the_next_message_look_out_of_order() {
+    let Some(world) = world().await else { return };
+    let mut publisher = world.publisher(PublisherOptions {
+        partitions: 1,
+        ..PublisherOptions::default()
+    });
+    let repo = Repository::<Account, _>::new(world.store.clone());
+    for amount in [1, 2] {
+        repo.execute_infallible("acc-1", |_: &Account| Deposited { amount })
+            .expect("deposit");
+    }
+    publisher.catch_up().await.expect("publish");
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let projector = JetStreamProjector::new(
+        world.jetstream.clone(),
+        SharedLog {
+            entries: entries.clone(),
+        },
+        SlowFirstCommit {
+            inner: InMemoryStore::new(),
+            first_delay: Some(Duration::from_millis(2500)),
+        },
+        ConsumerOptions::new()
+            .partitions(1)
+            .batch_size(2)
+            .ack_wait(Duration::from_secs(1)),
+    );
+    let stop = StopHandle::new();
+    let finished = run_on_own_thread(projector, stop.clone());
+    let stream = world
+        .jetstream
+        .get_stream("ES_EVENTS")
+        .await
+        .expect("stream");
+    let created = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match stream.consumer_info("shared-log-p0").await {
+                Ok(info) => break info.created,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("consumer: {error}"),
+            }
+        }
+    };
+    // The first batch is redelivered during its slow commit, and skipped as duplicates.
+    assert_eq!(wait_for(&entries, 2).await, 2);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // A new event after those redeliveries is next in delivery order: applied in the same
+    // session, without recreating the consumer.
+    repo.execute_infallible("acc-1", |_: &Account| Deposited { amount: 3 })
+        .expect("deposit");
+    publisher.catch_up().await.expect("publish");
+    assert_eq!(wait_for(&entries, 3).await, 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.stop();
+    let (_, done) = tokio::time::timeout(Duration::from_secs(10), finished)
+        .await
+        .expect("run stops")
+        .expect("run thread");
+    let done = done.expect("run");
+    let info = stream
+        .consumer_info("shared-log-p0")
+        .await
+        .expect("consumer");
+    println!("{done:?}, consumer: {:?}", info.delivered);
+    assert!(done.duplicates >= 1, "the batch was redelivered: {done:?}");
+    assert_eq!(
+        info.created, created,
+        "the session was not started again (the consumer was not recreated)"
+    );
+    let entries = entries.lock().map(|e| e.clone()).unwrap_or_default();
+    assert_eq!(assert_ordered_once(&entries, 1), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_consumer_takes_the_ack_wait_and_limit_of_new_options() {
+    let Some(world) = world().await else { return };
+    world.history(2, 2, "acc");
+    world.publish().await;
+    let checkpoints = InMemoryStore::new();
+    let mut projector = world.projector(
+        AccountLog::default(),
+        checkpoints.clone(),
+        ConsumerOptions::new(),
+    );
+    assert_eq!(projector.catch_up().await.expect("first").applied, 2 * 4);
+    let stream = world
+        .jetstream
+        .get_stream("ES_EVENTS")
+        .await
+        .expect("stream");
+    let name = format!("account-log-p{}", partition_of("Account", "acc-0", 16));
+    let info = stream.consumer_info(&name).await.expect("consumer");
+    assert_eq!(info.config.ack_wait, Duration::from_secs(30));
+    let created = info.created;
+
+    // Other options: the same consumers, updated (not recreated: nothing is read again).
+    let log = projector.into_read_model();
+    let mut projector = world.projector(
+        log,
+        checkpoints,
+        ConsumerOptions::new()
+            .ack_wait(Duration::from_secs(7))
+            .batch_size(3),
+    );
+    world.history(2, 1, "more");
+    world.publish().await;
+    let done = projector.catch_up().await.expect("with new options");
+    assert_eq!((done.applied, done.duplicates), (2 * 3, 0));
+    let info = stream.consumer_info(&name).await.expect("consumer");
+    assert_eq!(info.config.ack_wait, Duration::from_secs(7));
+    assert_eq!(info.config.max_ack_pending, 12);
+    assert_eq!(info.created, created);
+    assert_eq!(assert_ordered_once(&projector.read_model().entries, 16), 14);
+}
+
+/// A checkpoint store whose loads or deletes fail.
+struct BrokenStore {
+    inner: InMemoryStore,
+    fail_load: bool,
+    fail_delete: bool,
+}
+
+impl AsyncCheckpointStore for BrokenStore {
+    async fn load_checkpoint(&self, read_model: &str) -> Result<u64, StoreError> {
+        if self.fail_load {
+            return Err(StoreError::backend("the store is unreachable"));
+        }
+        self.inner.load_checkpoint(read_model).await
+    }
+    async fn save_checkpoint(&self, read_model: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(read_model, position).await
+    }
+    async fn delete_checkpoint(&self, read_model: &str) -> Result<(), StoreError> {
+        if self.fail_delete {
+            return Err(StoreError::backend("the store is read-only"));
+        }
+        self.inner.delete_checkpoint(read_model).await
+    }
+    async fn acquire_lease(
+        &self,
+        read_model: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        AsyncCheckpointStore::acquire_lease(&self.inner, read_model, owner, ttl).await
+    }
+    async fn release_lease(&self, read_model: &str, owner: &str) -> Result<(), StoreError> {
+        AsyncCheckpointStore::release_lease(&self.inner, read_model, owner).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_store_failures_say_what_they_left_behind() {
+    let Some(world) = world().await else { return };
+    world.history(1, 1, "acc");
+    world.publish().await;
+    let store = |fail_load, fail_delete| BrokenStore {
+        inner: InMemoryStore::new(),
+        fail_load,
+        fail_delete,
+    };
+    let mut loading = JetStreamProjector::new(
+        world.jetstream.clone(),
+        AccountLog::default(),
+        store(true, false),
+        ConsumerOptions::new(),
+    );
+    let text = loading
+        .catch_up()
+        .await
+        .expect_err("load fails")
+        .to_string();
+    assert!(text.contains("loading checkpoint `"), "{text}");
+    assert!(text.contains("the store is unreachable"), "{text}");
+    assert!(!text.contains("batch"), "{text}");
+
+    let mut resetting = JetStreamProjector::new(
+        world.jetstream.clone(),
+        AccountLog::default(),
+        store(false, true),
+        ConsumerOptions::new(),
+    );
+    resetting.catch_up().await.expect("catch up");
+    let text = resetting
+        .rebuild()
+        .await
+        .expect_err("reset fails")
+        .to_string();
+    assert!(text.contains("the store is read-only"), "{text}");
+    assert!(text.contains("run the rebuild again"), "{text}");
+    assert!(!text.contains("batch"), "{text}");
 }

@@ -140,7 +140,7 @@ fn rows(conn: &Connection) -> Vec<Row> {
 /// The read model's partition checkpoints stored in the file, by key.
 fn stored_checkpoints(conn: &Connection) -> BTreeMap<String, u64> {
     let mut stmt = conn
-        .prepare("SELECT name, position FROM es_checkpoints WHERE name LIKE 'event-rows#p%'")
+        .prepare("SELECT name, position FROM es_checkpoints WHERE name LIKE 'event-rows@ES_EVENTS/event-rows#p%'")
         .expect("prepare");
     stmt.query_map([], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
@@ -262,7 +262,7 @@ impl World {
         for event in self.log() {
             let partition = partition_of("Account", &event.stream_id, PARTITIONS);
             checkpoints.insert(
-                format!("event-rows#p{partition}/{PARTITIONS}"),
+                format!("event-rows@ES_EVENTS/event-rows#p{partition}/{PARTITIONS}"),
                 event.global_position,
             );
         }
@@ -479,7 +479,10 @@ async fn a_second_instance_on_the_same_partitions_makes_the_first_write_nothing(
         message.contains("another instance committed or reset it"),
         "{message}"
     );
-    assert!(message.contains("checkpoint `event-rows#p"), "{message}");
+    assert!(
+        message.contains("checkpoint `event-rows@ES_EVENTS/event-rows#p"),
+        "{message}"
+    );
     assert_eq!(rows(first.checkpoints().connection()), committed);
     drop(first);
 
