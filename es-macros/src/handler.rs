@@ -1,9 +1,11 @@
 //! What `#[applies]` and `#[read_model]` read the same way in their handler blocks: the
-//! `cfg`s a handler exists under, its `&Event` argument, and the key two handlers' types
-//! are compared by.
+//! `cfg`s a handler exists under, the qualifiers no handler has, its `&mut self` and
+//! `&Event` arguments, and the key two handlers' types are compared by.
+
+use std::iter::Peekable;
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{ToTokens, quote, quote_spanned};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{CFG, CFG_ATTR};
@@ -51,6 +53,83 @@ pub struct HandlerBlock {
     pub owner: &'static str,
     /// Whether a generic event type's message suggests a concrete wrapper event.
     pub suggest_wrapper: bool,
+    /// The handlers, for "... cannot be `async`" ("event handlers").
+    pub handlers: &'static str,
+    /// One handler, for "... takes `&mut self` first" ("an event handler").
+    pub handler: &'static str,
+    /// Why a handler takes `&mut self` ("it changes the aggregate's state").
+    pub why_mut_self: &'static str,
+    /// Where the event argument is ("its one argument").
+    pub event_argument: &'static str,
+}
+
+/// Reports, through `fail`, each qualifier a handler cannot have: `async`, `const`,
+/// `unsafe`, `extern` and generics.
+pub fn check_qualifiers(
+    block: &HandlerBlock,
+    sig: &syn::Signature,
+    fail: &mut dyn FnMut(&dyn ToTokens, &str),
+) {
+    let handlers = block.handlers;
+    if let Some(token) = &sig.asyncness {
+        fail(token, &format!("{handlers} cannot be `async`"));
+    }
+    if let Some(token) = &sig.constness {
+        fail(token, &format!("{handlers} cannot be `const`"));
+    }
+    if let syn::Safety::Unsafe(token) = &sig.safety {
+        fail(token, &format!("{handlers} cannot be `unsafe`"));
+    }
+    if let Some(abi) = &sig.abi {
+        fail(abi, &format!("{handlers} cannot be `extern`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        fail(&sig.generics, &format!("{handlers} cannot be generic"));
+    }
+}
+
+/// Reads a handler's `&mut self` and `&Event` arguments, reporting a missing or shared
+/// receiver through `fail` (and a bad event type through `cx`); returns the event type and
+/// the arguments after it. A missing receiver or event is reported on the parentheses.
+pub fn receiver_and_event<'a>(
+    cx: &mut Ctxt,
+    block: &HandlerBlock,
+    sig: &'a syn::Signature,
+    fail: &mut dyn FnMut(&dyn ToTokens, &str),
+) -> (
+    Option<&'a syn::TypePath>,
+    Peekable<syn::punctuated::Iter<'a, syn::FnArg>>,
+) {
+    let handler = block.handler;
+    let params = {
+        let span = sig.paren_token.span.join();
+        quote_spanned!(span=> ())
+    };
+    let mut inputs = sig.inputs.iter().peekable();
+    if let Some(syn::FnArg::Receiver(receiver)) = inputs.peek() {
+        let mut_ref = matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, Some(_)));
+        if !mut_ref {
+            fail(
+                receiver,
+                &format!("{handler} takes `&mut self`: {}", block.why_mut_self),
+            );
+        }
+        inputs.next();
+    } else {
+        // The first argument is still checked as the event below.
+        fail(&params, &format!("{handler} takes `&mut self` first"));
+    }
+    let event = match inputs.next() {
+        Some(syn::FnArg::Typed(arg)) => event_type(cx, block, &arg.ty),
+        _ => {
+            fail(
+                &params,
+                &format!("{handler} takes the event as {}", block.event_argument),
+            );
+            None
+        }
+    };
+    (event, inputs)
 }
 
 /// The event type behind a handler's `&Event` argument, or `None` after an error spanned

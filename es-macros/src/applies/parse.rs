@@ -2,7 +2,6 @@
 //! signature. Errors are collected in the [`Ctxt`], each spanned on the user's tokens.
 
 use proc_macro2::TokenStream;
-use quote::quote_spanned;
 use syn::spanned::Spanned;
 
 use super::{AppliesArgs, Handler};
@@ -217,6 +216,10 @@ const HANDLER_BLOCK: HandlerBlock = HandlerBlock {
     signature_hint: SIGNATURE_HINT,
     owner: "the aggregate",
     suggest_wrapper: true,
+    handlers: "event handlers",
+    handler: "an event handler",
+    why_mut_self: "it changes the aggregate's state",
+    event_argument: "its one argument",
 };
 
 fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handler<'a>> {
@@ -228,21 +231,7 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
             format!("{message}; {SIGNATURE_HINT}"),
         ));
     };
-    if let Some(token) = &sig.asyncness {
-        fail(token, "event handlers cannot be `async`");
-    }
-    if let Some(token) = &sig.constness {
-        fail(token, "event handlers cannot be `const`");
-    }
-    if let syn::Safety::Unsafe(token) = &sig.safety {
-        fail(token, "event handlers cannot be `unsafe`");
-    }
-    if let Some(abi) = &sig.abi {
-        fail(abi, "event handlers cannot be `extern`");
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        fail(&sig.generics, "event handlers cannot be generic");
-    }
+    handler::check_qualifiers(&HANDLER_BLOCK, sig, &mut fail);
     if let syn::ReturnType::Type(_, ty) = &sig.output {
         let unit = matches!(&**ty, syn::Type::Tuple(t) if t.elems.is_empty());
         if !unit {
@@ -252,35 +241,7 @@ fn parse_handler<'a>(cx: &mut Ctxt, method: &'a syn::ImplItemFn) -> Option<Handl
             );
         }
     }
-    // `(...)`: where a missing receiver or event argument is reported.
-    let params = {
-        let span = sig.paren_token.span.join();
-        quote_spanned!(span=> ())
-    };
-    let mut inputs = sig.inputs.iter().peekable();
-    if let Some(syn::FnArg::Receiver(receiver)) = inputs.peek() {
-        let mut_ref = matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, Some(_)));
-        if !mut_ref {
-            fail(
-                receiver,
-                "an event handler takes `&mut self`: it changes the aggregate's state",
-            );
-        }
-        inputs.next();
-    } else {
-        // The first argument is still checked as the event below.
-        fail(&params, "an event handler takes `&mut self` first");
-    }
-    let event = match inputs.next() {
-        Some(syn::FnArg::Typed(arg)) => handler::event_type(cx, &HANDLER_BLOCK, &arg.ty),
-        _ => {
-            fail(
-                &params,
-                "an event handler takes the event as its one argument",
-            );
-            None
-        }
-    };
+    let (event, mut inputs) = handler::receiver_and_event(cx, &HANDLER_BLOCK, sig, &mut fail);
     if let Some(extra) = inputs.next() {
         fail(
             extra,

@@ -3,7 +3,6 @@
 //! user's tokens.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote_spanned;
 use syn::spanned::Spanned;
 
 use super::{Handler, ReadModelArgs};
@@ -283,6 +282,10 @@ const HANDLER_BLOCK: HandlerBlock = HandlerBlock {
     signature_hint: SIGNATURE_HINT,
     owner: "the read model",
     suggest_wrapper: false,
+    handlers: "read-model handlers",
+    handler: "a read-model handler",
+    why_mut_self: "it changes the read model",
+    event_argument: "its first argument",
 };
 
 const SIGNATURE_HINT: &str = "a read-model handler looks like `fn name(&mut self, event: &SomeEvent)`, or `fn name(&mut self, event: &SomeEvent, record: &es_core::EventRecord<'_>)` to see the envelope";
@@ -300,48 +303,8 @@ fn parse_handler<'a>(
             format!("{message}; {SIGNATURE_HINT}"),
         ));
     };
-    if let Some(token) = &sig.asyncness {
-        fail(token, "read-model handlers cannot be `async`");
-    }
-    if let Some(token) = &sig.constness {
-        fail(token, "read-model handlers cannot be `const`");
-    }
-    if let syn::Safety::Unsafe(token) = &sig.safety {
-        fail(token, "read-model handlers cannot be `unsafe`");
-    }
-    if let Some(abi) = &sig.abi {
-        fail(abi, "read-model handlers cannot be `extern`");
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        fail(&sig.generics, "read-model handlers cannot be generic");
-    }
-    let params = {
-        let span = sig.paren_token.span.join();
-        quote_spanned!(span=> ())
-    };
-    let mut inputs = sig.inputs.iter().peekable();
-    if let Some(syn::FnArg::Receiver(receiver)) = inputs.peek() {
-        let mut_ref = matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, Some(_)));
-        if !mut_ref {
-            fail(
-                receiver,
-                "a read-model handler takes `&mut self`: it changes the read model",
-            );
-        }
-        inputs.next();
-    } else {
-        fail(&params, "a read-model handler takes `&mut self` first");
-    }
-    let event = match inputs.next() {
-        Some(syn::FnArg::Typed(arg)) => handler::event_type(cx, &HANDLER_BLOCK, &arg.ty),
-        _ => {
-            fail(
-                &params,
-                "a read-model handler takes the event as its first argument",
-            );
-            None
-        }
-    };
+    handler::check_qualifiers(&HANDLER_BLOCK, sig, &mut fail);
+    let (event, mut inputs) = handler::receiver_and_event(cx, &HANDLER_BLOCK, sig, &mut fail);
     let record = match inputs.next() {
         Some(syn::FnArg::Typed(arg)) => match &*arg.ty {
             syn::Type::Reference(reference) if reference.mutability.is_none() => Some(&*arg.ty),
