@@ -2,6 +2,7 @@
 //! in-memory log reach read models exactly once, in per-stream order, across redeliveries,
 //! consumer groups, handler failures and corrupt messages.
 
+mod accounts;
 mod support {
     pub mod server;
 }
@@ -27,36 +28,7 @@ use support::server::{NatsServer, nats_server_or_skip};
 
 // ---- the domain: accounts and wallets, each with an event stored as `Deposited` ----------
 
-#[derive(Debug, Clone, Serialize, Deserialize, Event)]
-struct Opened {
-    owner: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Event)]
-struct Deposited {
-    amount: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Event)]
-struct Withdrawn {
-    amount: u64,
-}
-
-#[derive(Debug, Default, Aggregate)]
-struct Account {
-    balance: u64,
-}
-
-#[applies]
-impl Account {
-    fn opened(&mut self, _: &Opened) {}
-    fn deposited(&mut self, e: &Deposited) {
-        self.balance += e.amount;
-    }
-    fn withdrawn(&mut self, e: &Withdrawn) {
-        self.balance -= e.amount;
-    }
-}
+use accounts::{Account, Deposited, Opened, Withdrawn};
 
 /// Stored under the same name as the account's deposit.
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]

@@ -4,6 +4,7 @@
 //! a crash between the commit and the acknowledgements, a full redelivery, a commit that
 //! rolls back, and a second instance committing the same partitions.
 
+mod accounts;
 mod support {
     pub mod server;
 }
@@ -11,10 +12,7 @@ mod support {
 use std::collections::BTreeMap;
 
 use async_nats::jetstream;
-use es_core::{
-    Aggregate, Event, EventRecord, EventStore, InMemoryStore, Repository, StoreError, applies,
-    read_model,
-};
+use es_core::{EventRecord, EventStore, InMemoryStore, Repository, StoreError, read_model};
 use es_nats::sqlite::ExactlyOncePartitions;
 use es_nats::wire::partition_of;
 use es_nats::{
@@ -23,7 +21,6 @@ use es_nats::{
 };
 use es_sqlite::rusqlite::{Connection, Transaction, params};
 use es_sqlite::{SqliteReadModel, SqliteStore};
-use serde::{Deserialize, Serialize};
 
 use support::server::{NatsServer, nats_server_or_skip};
 
@@ -32,37 +29,7 @@ const PARTITIONS: u32 = 16;
 
 // ---- the domain -----------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Serialize, Deserialize, Event)]
-struct Opened {
-    owner: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Event)]
-struct Deposited {
-    amount: u64,
-}
-
-/// Not handled by the read model: its messages advance the checkpoints only.
-#[derive(Debug, Clone, Serialize, Deserialize, Event)]
-struct Withdrawn {
-    amount: u64,
-}
-
-#[derive(Debug, Default, Aggregate)]
-struct Account {
-    balance: u64,
-}
-
-#[applies]
-impl Account {
-    fn opened(&mut self, _: &Opened) {}
-    fn deposited(&mut self, e: &Deposited) {
-        self.balance += e.amount;
-    }
-    fn withdrawn(&mut self, e: &Withdrawn) {
-        self.balance -= e.amount;
-    }
-}
+use accounts::{Account, Deposited, Opened, Withdrawn};
 
 // ---- the read model: one row per handled event, in `rm_events` ------------------------------
 
