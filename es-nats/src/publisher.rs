@@ -466,7 +466,11 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
     /// in its positions, as PostgreSQL's sequences may).
     pub async fn lag(&self) -> Result<u64, PublishError> {
         let position = self.position().await?;
-        let head = self.head_position(position).await?;
+        let head = self
+            .store
+            .head_position()
+            .await
+            .map_err(|e| store_error("read the log's end", position, e))?;
         Ok(head.saturating_sub(position))
     }
 
@@ -1002,38 +1006,6 @@ impl<S: AsyncEventStore, C: AsyncCheckpointStore> Publisher<S, C> {
     fn forget(&mut self) {
         self.cursor = None;
         self.stream = None;
-    }
-
-    /// The log's last global position (0: empty), found with O(log n) one-event reads
-    /// from `known`, a position known to hold an event or 0.
-    async fn head_position(&self, known: u64) -> Result<u64, PublishError> {
-        let first_from = async |from: u64| -> Result<Option<u64>, PublishError> {
-            let mut found = None;
-            self.store
-                .visit_all(from, 1, &mut |record| {
-                    found = Some(record.global_position);
-                    ControlFlow::Break(())
-                })
-                .await
-                .map_err(|e| store_error("read the log's end", known, e))?;
-            Ok(found)
-        };
-        let Some(mut last) = first_from(known.max(1)).await? else {
-            return Ok(known);
-        };
-        // Gallop: `last` holds an event; probe further and further after it, halving the
-        // step after a miss, until the very next position is empty.
-        let mut step = 1u64;
-        loop {
-            match first_from(last.saturating_add(step)).await? {
-                Some(found) => {
-                    last = found;
-                    step = step.saturating_mul(2);
-                }
-                None if step == 1 => return Ok(last),
-                None => step = (step / 2).max(1),
-            }
-        }
     }
 }
 

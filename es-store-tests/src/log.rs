@@ -36,10 +36,11 @@ pub fn stream_versions_contiguous_from_one<S: EventStore>(make: &dyn Fn() -> S) 
     assert_eq!(store.stream_version(stream).unwrap(), expected_version);
 }
 
-/// Global positions strictly increase across streams in append order, and each outcome
-/// reports exactly the positions its events got.
+/// Global positions strictly increase across streams in append order, each outcome
+/// reports exactly the positions its events got, and `head_position` is the last one.
 pub fn global_positions_strictly_increase<S: EventStore>(make: &dyn Fn() -> S) {
     let store = make();
+    assert_eq!(store.head_position().unwrap(), 0, "an empty log ends at 0");
     let streams = ["a", "b", "c"].map(|id| StreamRef::new("Counter", id));
     let mut reported = Vec::new();
     for round in 0..4u64 {
@@ -66,6 +67,11 @@ pub fn global_positions_strictly_increase<S: EventStore>(make: &dyn Fn() -> S) {
     assert!(
         positions.windows(2).all(|w| w[0] < w[1]),
         "positions strictly increase: {positions:?}"
+    );
+    assert_eq!(
+        store.head_position().unwrap(),
+        *positions.last().unwrap(),
+        "the log ends at the last position"
     );
     for stream in streams {
         let in_stream: Vec<u64> = store

@@ -8,7 +8,7 @@ use crate::projection::engine::{Batch, CatchUp, Filter, Follow, HeldBy, LeaseKee
 use crate::projection::error::{ProjectionError, store_error};
 use crate::projection::read_model::ReadModel;
 use crate::projection::stop::{StopHandle, Waited};
-use crate::store::{EventStore, StoreError};
+use crate::store::EventStore;
 
 /// How many events a projector reads per batch by default; it commits its checkpoint
 /// after each batch.
@@ -323,7 +323,11 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
     ) -> Result<CaughtUp, ProjectionError> {
         let start = self.position()?;
         let head = match progress {
-            Some(_) => Some(head_position(&self.store).map_err(|e| store_error::<R>(start, e))?),
+            Some(_) => Some(
+                self.store
+                    .head_position()
+                    .map_err(|e| store_error::<R>(start, e))?,
+            ),
             None => None,
         };
         let mut run = CatchUp::new(start, head);
@@ -364,64 +368,5 @@ impl<S: EventStore, R: ReadModel, C: Checkpointer<R>> Projector<S, R, C> {
             None => self.store.visit_all(from, self.batch_size, &mut visitor),
         };
         batch.read(read)
-    }
-}
-
-/// The global position of the last event in `store`'s log (0: empty), found with
-/// O(log n) one-event reads: a galloping search for the last position at or after which
-/// an event exists.
-pub(crate) fn head_position<S: EventStore + ?Sized>(store: &S) -> Result<u64, StoreError> {
-    let mut search = HeadSearch::default();
-    while let Some(from) = search.next_probe() {
-        let mut found = None;
-        store.visit_all(from, 1, &mut |record| {
-            found = Some(record.global_position);
-            ControlFlow::Break(())
-        })?;
-        search.found(found);
-    }
-    Ok(search.head())
-}
-
-/// The galloping search of [`head_position`], without its reads, for the async one too.
-#[derive(Debug, Default)]
-pub(crate) struct HeadSearch {
-    /// The last position known to hold an event (0: none found yet).
-    last: u64,
-    /// The distance of the next probe after `last` (0: not started).
-    step: u64,
-    done: bool,
-}
-
-impl HeadSearch {
-    /// The position to read the first event at or after, or `None` once the head is found.
-    pub(crate) fn next_probe(&self) -> Option<u64> {
-        match (self.done, self.step) {
-            (true, _) => None,
-            (false, 0) => Some(1),
-            (false, step) => Some(self.last.saturating_add(step)),
-        }
-    }
-
-    /// Records the first position the probe found (`None`: nothing at or after it).
-    pub(crate) fn found(&mut self, found: Option<u64>) {
-        match (found, self.step) {
-            (None, 0) => self.done = true,
-            (Some(position), 0) => {
-                self.last = position;
-                self.step = 1;
-            }
-            (Some(position), step) => {
-                self.last = position;
-                self.step = step.saturating_mul(2);
-            }
-            (None, 1) => self.done = true,
-            (None, step) => self.step = (step / 2).max(1),
-        }
-    }
-
-    /// The head found (0: the log is empty).
-    pub(crate) fn head(&self) -> u64 {
-        self.last
     }
 }

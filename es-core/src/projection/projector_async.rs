@@ -8,12 +8,10 @@ use crate::envelope::EventRecord;
 use crate::projection::checkpoint_async::AsyncCheckpointer;
 use crate::projection::engine::{Batch, CatchUp, Filter, Follow, HeldBy, LeaseKeeper, locked};
 use crate::projection::error::{ProjectionError, store_error};
-use crate::projection::projector::{
-    CaughtUp, DEFAULT_BATCH_SIZE, HeadSearch, Progress, RunOptions,
-};
+use crate::projection::projector::{CaughtUp, DEFAULT_BATCH_SIZE, Progress, RunOptions};
 use crate::projection::read_model::ReadModel;
 use crate::projection::stop::{StopHandle, Waited};
-use crate::store::{AsyncEventStore, StoreError};
+use crate::store::AsyncEventStore;
 
 /// Feeds a [`ReadModel`] the global log of an [`AsyncEventStore`], from its checkpoint in
 /// an [`AsyncCheckpointer`] (any [`AsyncCheckpointStore`](crate::AsyncCheckpointStore)):
@@ -257,7 +255,8 @@ where
         let start = self.position().await?;
         let head = match progress {
             Some(_) => Some(
-                head_position(&self.store)
+                self.store
+                    .head_position()
                     .await
                     .map_err(|e| store_error::<R>(start, e))?,
             ),
@@ -306,23 +305,4 @@ where
         };
         batch.read(read)
     }
-}
-
-/// The global position of the last event in `store`'s log (0: empty): the search of the
-/// sync projector's head, awaited.
-pub(crate) async fn head_position<S: AsyncEventStore + ?Sized>(
-    store: &S,
-) -> Result<u64, StoreError> {
-    let mut search = HeadSearch::default();
-    while let Some(from) = search.next_probe() {
-        let mut found = None;
-        store
-            .visit_all(from, 1, &mut |record| {
-                found = Some(record.global_position);
-                ControlFlow::Break(())
-            })
-            .await?;
-        search.found(found);
-    }
-    Ok(search.head())
 }

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::ops::{ControlFlow, RangeInclusive};
 
 use super::{
-    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, InMemoryStore, Snapshot, StoreError,
-    Visit, collect,
+    AppendOptions, AppendOutcome, EventStore, ExpectedVersion, HeadSearch, InMemoryStore, Snapshot,
+    StoreError, Visit, collect,
 };
 use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamRef};
 
@@ -152,6 +152,25 @@ pub trait AsyncEventStore: Send + Sync {
                 }
             }
             Ok(())
+        }
+    }
+
+    /// The global position of the last event of the log (0: it is empty); see
+    /// [`EventStore::head_position`]. This provided version finds it with O(log n)
+    /// one-event reads.
+    fn head_position(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move {
+            let mut search = HeadSearch::default();
+            while let Some(from) = search.next_probe() {
+                let mut found = None;
+                self.visit_all(from, 1, &mut |record| {
+                    found = Some(record.global_position);
+                    ControlFlow::Break(())
+                })
+                .await?;
+                search.found(found);
+            }
+            Ok(search.head())
         }
     }
 
@@ -327,6 +346,9 @@ macro_rules! forward_async_event_store {
                 visitor: &mut AsyncVisitor<'_>,
             ) -> impl Future<Output = Result<(), StoreError>> + Send {
                 (**self).visit_by_type(aggregate_type, event_types, from_position, limit, visitor)
+            }
+            fn head_position(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+                (**self).head_position()
             }
             fn save_snapshot(
                 &self,

@@ -3,6 +3,7 @@
 #[cfg(feature = "async")]
 mod asynchronous;
 mod fast_hash;
+mod head;
 mod memory;
 mod snapshot;
 
@@ -13,6 +14,8 @@ use std::ops::{ControlFlow, Range, RangeInclusive};
 pub use asynchronous::{AsyncEventStore, AsyncVisitor};
 pub use memory::InMemoryStore;
 pub use snapshot::Snapshot;
+
+use head::HeadSearch;
 
 use crate::envelope::{EventRecord, NewEvent, RecordedEvent, StreamKey, StreamRef};
 
@@ -384,6 +387,23 @@ pub trait EventStore: Send + Sync {
         Ok(())
     }
 
+    /// The global position of the last event of the log (0: it is empty), as far as
+    /// [`visit_all`](EventStore::visit_all) hands the log out (PostgreSQL stops below
+    /// appends still in flight): for progress reports and lag. This provided version finds
+    /// it with O(log n) one-event reads.
+    fn head_position(&self) -> Result<u64, StoreError> {
+        let mut search = HeadSearch::default();
+        while let Some(from) = search.next_probe() {
+            let mut found = None;
+            self.visit_all(from, 1, &mut |record| {
+                found = Some(record.global_position);
+                ControlFlow::Break(())
+            })?;
+            search.found(found);
+        }
+        Ok(search.head())
+    }
+
     /// Keeps `snapshot` of `stream`, replacing one at the same stream version.
     ///
     /// A store that keeps no snapshots does nothing (this provided version); es's own
@@ -483,6 +503,9 @@ macro_rules! forward_event_store {
                 visitor: &mut Visitor<'_>,
             ) -> Result<(), StoreError> {
                 (**self).visit_by_type(aggregate_type, event_types, from_position, limit, visitor)
+            }
+            fn head_position(&self) -> Result<u64, StoreError> {
+                (**self).head_position()
             }
             fn save_snapshot(
                 &self,
